@@ -1,0 +1,1 @@
+"""alerts stage of the CareChain data flow."""

@@ -1,0 +1,1 @@
+"""CareChain shared vocabulary: event contract, care plan, alert candidates, settings, storage, CLI."""

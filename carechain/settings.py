@@ -1,0 +1,59 @@
+"""Settings, built once at start-up (CLI or app factory) and passed down.
+
+Every setting can be given as an environment variable with the prefix
+``CARECHAIN_`` (e.g. ``CARECHAIN_KAFKA_BOOTSTRAP``). Defaults point at the
+services that ``carechain services up`` starts on loopback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _home() -> Path:
+    return Path.home()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARECHAIN_", extra="ignore")
+
+    # Where downloads are cached (Kafka jars) and where local services keep data.
+    cache_dir: Path = _home() / ".cache" / "carechain"
+    state_dir: Path = _home() / ".local" / "state" / "carechain"
+
+    # MQTT (Mosquitto started by the harness listens here).
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 18830
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls_ca: Path | None = None
+    mqtt_client_id: str = "carechain-bridge"
+
+    # Kafka (KRaft single node started by the harness).
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_partitions: int = 8
+    topic_events: str = "events"
+    topic_urgent: str = "events.urgent"
+    topic_deadletter: str = "deadletter"
+    topic_alerts: str = "alerts"
+    topic_feedback: str = "feedback"
+
+    # PostgreSQL / TimescaleDB.
+    database_url: str = "postgresql://carechain:carechain@127.0.0.1:55432/carechain"
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    jwt_issuer: str = "https://carechain.local/issuer"
+    jwt_audience: str = "carechain-api"
+    jwks_url: str | None = None  # None: the local issuer's keys (demo, tests)
+
+    # Alerts / notifications.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    webhook_secret: str = "change-me"
+
+    timezone: str = "Europe/Stockholm"
+    log_level: str = "INFO"
