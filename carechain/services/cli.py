@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 #: Start order: PostgreSQL first (others need it soonest), then Mosquitto, then Kafka.
 SERVICES: dict[str, tuple[str, str]] = {
     "postgres": ("carechain.services.postgres", "Postgres"),
+    "mosquitto": ("carechain.services.mosquitto", "Mosquitto"),
 }
 
 

@@ -15,7 +15,6 @@ import logging
 import os
 import pwd
 import shutil
-import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import psycopg
 
 from carechain.services.base import ServiceError, ServiceStatus
 from carechain.services.debian import apt_install
-from carechain.services.processes import log_tail, pid_alive, port_open, wait_until
+from carechain.services.processes import grant_traverse, log_tail, pid_alive, port_open, wait_until
 from carechain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -187,12 +186,8 @@ class Postgres:
         for path in (self.home, self.data, self.sockets, self.log_file):
             os.chown(path, owner.pw_uid, owner.pw_gid)
         os.chmod(self.data, 0o700)
-        # The postgres user must be able to reach the state directory (e.g. under /root):
-        # grant search (x) only, never read, on each ancestor that lacks it.
-        for parent in self.home.parents:
-            mode = parent.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                os.chmod(parent, mode | stat.S_IXOTH)
+        # The postgres user must be able to reach the state directory (e.g. under /root).
+        grant_traverse(self.home)
 
     def _initdb(self, bin_dir: Path) -> None:
         auth_local = "peer" if self._running_as_root() else "trust"

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -111,3 +112,19 @@ def log_tail(log_file: Path, lines: int = 20) -> str:
         return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def grant_traverse(path: Path) -> None:
+    """Let other system users (postgres, mosquitto) reach path: add search (x), never read, to each ancestor."""
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(parent, mode | stat.S_IXOTH)
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    """chown -R path to uid:gid."""
+    os.chown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
