@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SERVICES: dict[str, tuple[str, str]] = {
     "postgres": ("carechain.services.postgres", "Postgres"),
     "mosquitto": ("carechain.services.mosquitto", "Mosquitto"),
+    "kafka": ("carechain.services.kafka", "Kafka"),
 }
 
 
@@ -53,6 +54,8 @@ def build(settings: Settings, names: list[str] | None = None) -> list[Service]:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Entry point of ``carechain services``."""
+    # kafka-python logs every connection at INFO; the harness's own lines are enough.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     services = build(settings, args.only)
     if args.action == "up":
         return up(services)
