@@ -1,0 +1,240 @@
+"""The audit log: every read and write of resident data, append-only and hash-chained.
+
+Each row's ``hash = sha256(prev_hash || canonical JSON of the row)``; rows are
+appended under a transaction-scoped advisory lock so the chain is linear even
+with many API processes. The database refuses UPDATE/DELETE (trigger in
+migration 0300); the chain makes any edit made around the trigger visible to
+``carechain audit verify``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from api.access import Outcome, Purpose, UserContext
+
+if TYPE_CHECKING:
+    import psycopg
+
+#: The request id of the HTTP request being served (set by the API middleware).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("carechain_request_id", default=None)
+GENESIS = "0" * 64
+#: pg_advisory_xact_lock key serialising appends to the chain.
+CHAIN_LOCK = 0x0CA2EC4A1A
+LOCAL_TZ = ZoneInfo("Europe/Stockholm")  # Swedish law: local time in the log, beside UTC
+
+COLUMNS = (
+    "id",
+    "at",
+    "at_local",
+    "user_id",
+    "org_id",
+    "unit",
+    "role",
+    "client",
+    "on_behalf_of",
+    "action",
+    "resource",
+    "resident_id",
+    "purpose",
+    "outcome",
+    "basis",
+    "emergency",
+    "request_id",
+    "prev_hash",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One access to log, before it has a place in the chain."""
+
+    action: str
+    resource: str
+    outcome: str
+    purpose: str
+    user_id: str | None = None
+    org_id: str | None = None
+    unit: str | None = None
+    role: str | None = None
+    client: str | None = None
+    on_behalf_of: str | None = None
+    resident_id: str | None = None
+    basis: str | None = None
+    emergency: bool = False
+    request_id: str | None = None
+
+
+def entry(
+    ctx: UserContext | None,
+    *,
+    action: str,
+    resource: str,
+    outcome: Outcome | str,
+    purpose: Purpose | str = Purpose.TREATMENT,
+    resident_id: str | None = None,
+    basis: str | None = None,
+    emergency: bool = False,
+    request_id: str | None = None,
+) -> AuditEntry:
+    """Build an entry from the caller's context (``request_id`` defaults to the current request's)."""
+    return AuditEntry(
+        action=action,
+        resource=resource,
+        outcome=str(outcome),
+        purpose=str(purpose),
+        user_id=ctx.user_id if ctx else None,
+        org_id=ctx.org_id if ctx else None,
+        unit=ctx.unit if ctx else None,
+        role=str(ctx.role) if ctx else None,
+        client=ctx.client if ctx else None,
+        on_behalf_of=ctx.on_behalf_of if ctx else None,
+        resident_id=resident_id,
+        basis=basis,
+        emergency=emergency,
+        request_id=request_id if request_id is not None else REQUEST_ID.get(),
+    )
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical(row: dict[str, Any]) -> str:
+    """The canonical JSON of a row (every column but ``hash``): sorted keys, no spaces, UTC time."""
+    doc = {k: row[k] for k in COLUMNS}
+    doc["at"] = _iso(row["at"]) if isinstance(row["at"], datetime) else row["at"]
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode() + canonical(row).encode()).hexdigest()
+
+
+def chain(prev_hash: str, ids: Sequence[int], at: datetime, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+    """Give entries their ids, times and hashes, continuing the chain after ``prev_hash``."""
+    rows = []
+    at_local = at.astimezone(LOCAL_TZ).isoformat(timespec="seconds")
+    for id_, e in zip(ids, entries, strict=True):
+        row = {"id": id_, "at": at, "at_local": at_local, **asdict(e), "prev_hash": prev_hash}
+        row["hash"] = chain_hash(prev_hash, row)
+        prev_hash = row["hash"]
+        rows.append(row)
+    return rows
+
+
+_INSERT = f"INSERT INTO audit_log ({', '.join((*COLUMNS, 'hash'))}) VALUES ({', '.join(['%s'] * (len(COLUMNS) + 1))})"
+_HEAD = "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
+
+
+def _values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[k] for k in (*COLUMNS, "hash"))
+
+
+def _ids(n: int) -> str:
+    return f"SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) FROM generate_series(1, {int(n)})"
+
+
+def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
+    """Append entries to the chain (one transaction, under the chain lock); returns their ids."""
+    if not entries:
+        return []
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+        head = cur.execute(_HEAD).fetchone()
+        ids = [r[0] for r in cur.execute(_ids(len(entries))).fetchall()]
+        # Sequence values taken under the lock are increasing; a gap (rolled back append) is harmless.
+        rows = chain(head[1] if head else GENESIS, ids, datetime.now(UTC), entries)
+        cur.executemany(_INSERT, [_values(r) for r in rows])
+    return ids
+
+
+def record(
+    conn: psycopg.Connection[Any],
+    ctx: UserContext | None,
+    *,
+    action: str,
+    resource: str,
+    outcome: Outcome | str,
+    purpose: Purpose | str = Purpose.TREATMENT,
+    resident_id: str | None = None,
+    basis: str | None = None,
+    emergency: bool = False,
+    request_id: str | None = None,
+) -> int:
+    """Log one access of ``ctx`` (allowed or denied); returns the audit row id.
+
+    Call it inside the transaction of a write so both commit together; for a
+    read, call it before the data leave the API.
+    """
+    e = entry(
+        ctx,
+        action=action,
+        resource=resource,
+        outcome=outcome,
+        purpose=purpose,
+        resident_id=resident_id,
+        basis=basis,
+        emergency=emergency,
+        request_id=request_id,
+    )
+    return record_many(conn, [e])[0]
+
+
+async def record_many_async(aconn: psycopg.AsyncConnection[Any], entries: Sequence[AuditEntry]) -> list[int]:
+    """:func:`record_many` for the live stream's async connection."""
+    if not entries:
+        return []
+    async with aconn.transaction(), aconn.cursor() as cur:
+        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
+        await cur.execute(_HEAD)
+        head = await cur.fetchone()
+        await cur.execute(_ids(len(entries)))
+        ids = [r[0] for r in await cur.fetchall()]
+        rows = chain(head[1] if head else GENESIS, ids, datetime.now(UTC), entries)
+        await cur.executemany(_INSERT, [_values(r) for r in rows])
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """The first row where the chain does not hold."""
+
+    id: int
+    problem: str
+
+
+def verify_rows(rows: Iterable[dict[str, Any]]) -> tuple[int, Break | None]:
+    """Walk rows in id order; returns (rows checked, first break or None)."""
+    prev = GENESIS
+    n = 0
+    for row in rows:
+        n += 1
+        if row["prev_hash"] != prev:
+            return n, Break(row["id"], "prev_hash does not match the previous row's hash (row removed or reordered)")
+        if chain_hash(prev, row) != row["hash"]:
+            return n, Break(row["id"], "hash does not match the row's content (row edited)")
+        prev = row["hash"]
+    return n, None
+
+
+def iter_log(conn: psycopg.Connection[Any], batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """All rows in id order, streamed with a server-side cursor."""
+    from psycopg.rows import dict_row
+
+    with conn.transaction(), conn.cursor(name="audit_verify", row_factory=dict_row) as cur:
+        cur.itersize = batch
+        cur.execute(f"SELECT {', '.join((*COLUMNS, 'hash'))} FROM audit_log ORDER BY id")
+        yield from cur
+
+
+def verify(conn: psycopg.Connection[Any]) -> tuple[int, Break | None]:
+    """Verify the whole chain in the database."""
+    return verify_rows(iter_log(conn))
