@@ -1,0 +1,241 @@
+"""Incidents with ground truth, and the scenario sets evaluation runs.
+
+An :class:`Incident` says what happens to which resident when; the generator
+(``behaviour.py``, ``gateway.py``) makes it happen in the readings, and
+evaluation compares the monitor's alerts with it. ``start`` is the moment
+detection delay is measured from (see :data:`START_MEANS`). Pure.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from carechain.simulation.homes import HomeConfig, home_config
+
+
+class IncidentType(StrEnum):
+    FALL = "fall"
+    INACTIVITY = "inactivity"
+    NIGHT_WANDERING = "night_wandering"
+    MISSED_DOSE = "missed_dose"
+    ROBOT_FAULT = "robot_fault"
+    INFECTION = "infection"
+    DECLINE = "decline"
+    GATEWAY_OFFLINE = "gateway_offline"
+    DEAD_BATTERY = "dead_battery"
+
+
+#: What ``Incident.start`` is, per type: delays are measured from it.
+START_MEANS: dict[IncidentType, str] = {
+    IncidentType.FALL: "the fall (the pendant's reading); the resident then lies still",
+    IncidentType.INACTIVITY: "the last movement before the resident stops moving (daytime, at home)",
+    IncidentType.NIGHT_WANDERING: "the outer door opening at night after leaving the bed",
+    IncidentType.MISSED_DOSE: "the end of the dose's grace period (due time + grace)",
+    IncidentType.ROBOT_FAULT: "the robot's fault report",
+    IncidentType.INFECTION: "onset: from here bathroom visits (especially at night) rise over days",
+    IncidentType.DECLINE: "onset: from here activity drifts down over weeks",
+    IncidentType.GATEWAY_OFFLINE: "the gateway's last message (silence begins)",
+    IncidentType.DEAD_BATTERY: "the device's battery reading first falls below the care plan's low level",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Ground truth: one incident of one resident."""
+
+    type: IncidentType
+    resident_id: str
+    start: datetime  # UTC; see START_MEANS
+    window: timedelta  # an alert counts as a detection when it comes within start + window
+    duration: timedelta = timedelta(0)  # how long the condition lasts in the readings
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type.value,
+            "resident_id": self.resident_id,
+            "start": self.start.isoformat(),
+            "window_s": self.window.total_seconds(),
+            "duration_s": self.duration.total_seconds(),
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One home over a time range with the incidents planned in it (none: a healthy resident)."""
+
+    name: str
+    seed: int
+    home: HomeConfig
+    start: datetime
+    end: datetime
+    incidents: tuple[Incident, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.incidents
+
+
+def local_time(home: HomeConfig, day: date, minutes: float) -> datetime:
+    """UTC instant of ``minutes`` after local midnight of ``day`` in the resident's time zone."""
+    tz = ZoneInfo(home.plan.timezone)
+    return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC) + timedelta(minutes=minutes)
+
+
+def plan_incident(kind: IncidentType, home: HomeConfig, day: date, rng: random.Random) -> Incident:
+    """Place an incident of ``kind`` on ``day`` at a realistic time for this resident."""
+    rid = home.resident_id
+    if kind is IncidentType.FALL:
+        night = rng.random() < 0.3
+        minutes = rng.uniform(60, 240) if night else rng.uniform(10.5 * 60, 16 * 60)
+        lie = timedelta(minutes=rng.uniform(20, 90))
+        return Incident(kind, rid, local_time(home, day, minutes), timedelta(minutes=10), lie, {"night": night})
+    if kind is IncidentType.INACTIVITY:
+        start = local_time(home, day, rng.uniform(10 * 60, 13 * 60))
+        dur = timedelta(minutes=home.plan.inactivity_limit_min + rng.uniform(45, 120))
+        return Incident(kind, rid, start, dur, dur)
+    if kind is IncidentType.NIGHT_WANDERING:
+        start = local_time(home, day, rng.uniform(60, 240))
+        away = timedelta(minutes=rng.uniform(10, 40))
+        return Incident(kind, rid, start, timedelta(minutes=10), away)
+    if kind is IncidentType.MISSED_DOSE:
+        dose = rng.choice(home.plan.doses)
+        due = local_time(home, day, dose.at.hour * 60 + dose.at.minute)
+        start = due + timedelta(minutes=dose.grace_min)
+        return Incident(kind, rid, start, timedelta(minutes=30), timedelta(minutes=dose.grace_min), {"slot": dose.slot})
+    if kind is IncidentType.ROBOT_FAULT:
+        start = local_time(home, day, rng.uniform(9 * 60, 19 * 60))
+        code = rng.choice(["E_JAM", "E_EMPTY_CUP"])
+        return Incident(kind, rid, start, timedelta(minutes=10), timedelta(0), {"code": code})
+    if kind is IncidentType.INFECTION:
+        start = local_time(home, day, 12 * 60)
+        return Incident(kind, rid, start, timedelta(days=3), timedelta(days=7))
+    if kind is IncidentType.DECLINE:
+        start = local_time(home, day, 0)
+        return Incident(kind, rid, start, timedelta(days=14), timedelta(days=42))
+    if kind is IncidentType.GATEWAY_OFFLINE:
+        start = local_time(home, day, rng.uniform(0, 22 * 60))
+        dur = timedelta(minutes=rng.uniform(5, 90))
+        return Incident(kind, rid, start, dur, dur, {"backfill": rng.random() < 0.5})
+    if kind is IncidentType.DEAD_BATTERY:
+        dev = rng.choice([d for d in home.layout.devices if d.battery and d.device_kind != "pendant"])
+        start = local_time(home, day, rng.uniform(0, 24 * 60))
+        return Incident(kind, rid, start, timedelta(hours=3), timedelta(days=1), {"device_id": dev.device_id})
+    raise ValueError(f"unknown incident type {kind}")
+
+
+#: Days of ordinary life before an incident: the learned detectors need a baseline.
+WARMUP_DAYS: dict[IncidentType, int] = {
+    IncidentType.FALL: 1,
+    IncidentType.INACTIVITY: 1,
+    IncidentType.NIGHT_WANDERING: 1,
+    IncidentType.MISSED_DOSE: 1,
+    IncidentType.ROBOT_FAULT: 1,
+    IncidentType.GATEWAY_OFFLINE: 1,
+    IncidentType.DEAD_BATTERY: 1,
+    IncidentType.INFECTION: 14,
+    IncidentType.DECLINE: 14,
+}
+#: Days after the incident's day that the scenario keeps running.
+AFTER_DAYS: dict[IncidentType, int] = {
+    IncidentType.INFECTION: 4,
+    IncidentType.DECLINE: 15,
+}
+
+EPOCH = date(2026, 9, 7)  # a Monday; scenarios start here unless told otherwise
+
+
+def incident_scenario(
+    kind: IncidentType, n: int, seed: int, first_home: int = 1, epoch: date = EPOCH
+) -> list[Scenario]:
+    """``n`` homes, each with one incident of ``kind`` after its warm-up days."""
+    out: list[Scenario] = []
+    for i in range(n):
+        index = first_home + i
+        home = home_config(seed, index)
+        rng = random.Random(f"incident|{seed}|{kind}|{index}")
+        warm = WARMUP_DAYS[kind]
+        day = epoch + timedelta(days=warm + rng.randrange(0, 3 if warm > 1 else 1))
+        incident = plan_incident(kind, home, day, rng)
+        start = local_time(home, epoch, 0)
+        end = local_time(home, day + timedelta(days=1 + AFTER_DAYS.get(kind, 0)), 0)
+        out.append(Scenario(f"{kind.value}-{index:04d}", seed, home, start, end, (incident,)))
+    return out
+
+
+def healthy_scenario(n: int, days: int, seed: int, first_home: int = 1, epoch: date = EPOCH) -> list[Scenario]:
+    """``n`` homes of healthy residents over ``days`` days: any alert is a false alert."""
+    out = []
+    for i in range(n):
+        home = home_config(seed, first_home + i)
+        out.append(
+            Scenario(
+                f"healthy-{first_home + i:04d}",
+                seed,
+                home,
+                local_time(home, epoch, 0),
+                local_time(home, epoch + timedelta(days=days), 0),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSet:
+    """A named collection of scenarios (the quick CI set or the full set)."""
+
+    name: str
+    scenarios: tuple[Scenario, ...]
+
+
+#: (incidents per type, healthy residents, healthy days) per set.
+SET_SIZES: dict[str, tuple[dict[IncidentType, int], int, int]] = {
+    "quick": (
+        {
+            IncidentType.FALL: 4,
+            IncidentType.INACTIVITY: 4,
+            IncidentType.NIGHT_WANDERING: 4,
+            IncidentType.MISSED_DOSE: 4,
+            IncidentType.ROBOT_FAULT: 2,
+            IncidentType.GATEWAY_OFFLINE: 4,
+            IncidentType.DEAD_BATTERY: 2,
+            IncidentType.INFECTION: 3,
+            IncidentType.DECLINE: 2,
+        },
+        4,
+        7,
+    ),
+    "full": (
+        {
+            IncidentType.FALL: 40,
+            IncidentType.INACTIVITY: 40,
+            IncidentType.NIGHT_WANDERING: 40,
+            IncidentType.MISSED_DOSE: 40,
+            IncidentType.ROBOT_FAULT: 20,
+            IncidentType.GATEWAY_OFFLINE: 40,
+            IncidentType.DEAD_BATTERY: 20,
+            IncidentType.INFECTION: 25,
+            IncidentType.DECLINE: 20,
+        },
+        30,
+        14,
+    ),
+}
+
+
+def scenario_set(name: str, seed: int = 1) -> ScenarioSet:
+    """The named scenario set; each scenario has its own home, so residents never overlap."""
+    sizes, healthy_n, healthy_days = SET_SIZES[name]
+    scenarios: list[Scenario] = []
+    next_home = 1
+    for kind, n in sizes.items():
+        scenarios += incident_scenario(kind, n, seed, first_home=next_home)
+        next_home += n
+    scenarios += healthy_scenario(healthy_n, healthy_days, seed, first_home=next_home)
+    return ScenarioSet(name, tuple(scenarios))
