@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "https://carechain.local/issuer"
     jwt_audience: str = "carechain-api"
     jwks_url: str | None = None  # None: the local issuer's keys (demo, tests)
+    api_max_body_bytes: int = 1024 * 1024  # larger request bodies: 413
+    api_db_pool_max: int = 16
+    api_restricted_marker: bool = True  # blocked data: show "restricted data exist" (False: nothing)
+    api_emergency_hours: float = 4.0  # emergency access time box
 
     # Alerts / notifications.
     smtp_host: str = "127.0.0.1"
