@@ -1,0 +1,550 @@
+"""The per-resident monitor: state in, event or tick in, observations, scores and candidates out.
+
+Pure: no Kafka, Faust, PostgreSQL or MQTT. The same object runs in the Faust
+worker, the embedded demo, the backtest and the unit tests.
+
+Event time. Every event is judged by its own time ``ts``. The watermark ``W``
+is the largest event time seen on the bulk lane minus the allowed lateness
+(and, from ``tick(now)``, ``now`` minus the lateness). An event older than
+``W`` is *late*: it is returned as an observation with ``extra["late"] =
+True``, counted, and may only add evidence that the resident is well (latest
+activity, a dose taken) — it never raises, clears or reopens an alert.
+
+Order. Detectors that compare one reading with the previous one (vitals
+bounds, bed/door for night wandering, battery) are ``ordered``: their events
+wait in a small buffer and are released in event-time order when the
+watermark passes them, so any arrival order within the lateness gives the same
+alerts. Instant detectors (fall, alarm, medication robot) act on arrival: each
+of their decisions depends on one event. Deadlines (inactivity, not up, dose
+overdue, gateway silent) fire from ``tick(now)``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import zlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from carechain.candidates import (
+    AlertCandidate,
+    CandidateState,
+    Evidence,
+    Family,
+    Feedback,
+    Severity,
+)
+from carechain.care_plan import CarePlan
+from carechain.events import URGENT_KINDS, Event, Kind
+from streams import clock
+from streams.day import MAX_ROOMS, Day
+from streams.detector import Detector
+
+#: Codec version of :meth:`ResidentMonitor.to_bytes`. Bump on any layout change.
+CODEC_VERSION = 1
+_MAGIC = b"\xcc\x4d"  # "CareChain Monitor"
+
+#: Default allowed lateness (seconds).
+DEFAULT_LATENESS_S = 120.0
+#: Gateways and devices not heard from for this long are forgotten (replaced hardware).
+FORGET_AFTER_S = 7 * 86400
+#: Incident keys are remembered this long, so one incident never produces two candidates.
+REMEMBER_KEYS_S = 14 * 86400
+
+ACTIVITY_KINDS = frozenset({Kind.MOTION, Kind.DOOR, Kind.BED, Kind.DOSE_TAKEN})
+_BATHROOM_WORDS = ("bath", "toilet", "wc", "badrum", "toalett")
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A detector's score for a resident at an event time, stored next to the observations."""
+
+    resident_id: str
+    home_id: str
+    detector: str
+    detector_version: str
+    ts: datetime
+    value: float
+    threshold: float | None
+    alert: bool
+    features: dict[str, float | int | str | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MonitorOutput:
+    """What one ``process`` or ``tick`` produced."""
+
+    observations: list[Event] = field(default_factory=list)
+    scores: list[Score] = field(default_factory=list)
+    candidates: list[AlertCandidate] = field(default_factory=list)
+
+    def extend(self, other: MonitorOutput) -> None:
+        self.observations.extend(other.observations)
+        self.scores.extend(other.scores)
+        self.candidates.extend(other.candidates)
+
+
+def is_activity(ev: Event) -> bool:
+    """Does the event show the resident moving (not a fall, not a device talking)?"""
+    if ev.kind == Kind.MOTION:
+        return ev.value is True
+    return ev.kind in ACTIVITY_KINDS
+
+
+def is_bathroom(room: str | None) -> bool:
+    return room is not None and any(w in room.lower() for w in _BATHROOM_WORDS)
+
+
+class Device:
+    """Liveness of one sensor: when last heard and the longest silences it usually has."""
+
+    __slots__ = ("gateway", "last", "max_gap", "prev_max_gap", "since", "week")
+
+    def __init__(self, gateway: str, t: float) -> None:
+        self.gateway = gateway
+        self.last = t
+        self.since = t  # first heard (warm-up)
+        self.max_gap = 0.0  # longest silence this week
+        self.prev_max_gap = 0.0  # longest silence last week
+        self.week = int(t // (7 * 86400))
+
+    def heard(self, t: float) -> None:
+        if t <= self.last:
+            return
+        week = int(t // (7 * 86400))
+        if week != self.week:
+            self.prev_max_gap = self.max_gap if week == self.week + 1 else 0.0
+            self.max_gap = 0.0
+            self.week = week
+        gap = t - self.last
+        if gap > self.max_gap:
+            self.max_gap = gap
+        self.last = t
+
+    def usual_max_gap(self) -> float:
+        return max(self.max_gap, self.prev_max_gap)
+
+    def dump(self) -> list[Any]:
+        return [self.gateway, self.last, self.since, round(self.max_gap), round(self.prev_max_gap), self.week]
+
+    @classmethod
+    def load(cls, raw: list[Any]) -> Device:
+        d = cls(str(raw[0]), float(raw[1]))
+        d.since, d.max_gap, d.prev_max_gap, d.week = float(raw[2]), float(raw[3]), float(raw[4]), int(raw[5])
+        return d
+
+
+class ResidentMonitor:
+    """One resident's monitoring state and the detectors that watch over them."""
+
+    def __init__(
+        self,
+        resident_id: str,
+        home_id: str,
+        plan: CarePlan | None = None,
+        paused: Collection[str] = frozenset(),
+        lateness_s: float = DEFAULT_LATENESS_S,
+        detectors: Iterable[Detector] | None = None,
+    ) -> None:
+        from streams.registry import build_detectors
+
+        self.resident_id = resident_id
+        self.home_id = home_id
+        self.plan = plan or CarePlan(resident_id=resident_id)
+        #: Globally paused detector names; a shared, mutable set from the worker or registry.
+        self.paused = paused
+        self.lateness_s = lateness_s
+        self.watermark = float("-inf")
+        self.max_ts = float("-inf")  # largest bulk-lane event time
+        self.last_activity = float("-inf")
+        self.last_activity_id = ""
+        self.since = float("-inf")  # first event time seen (rules need history before they judge)
+        self.doses_taken: dict[str, float] = {}  # "ordinal:slot" -> when taken (monotone evidence)
+        self.late_count = 0
+        self.events_count = 0
+        self.suppressed_count = 0  # candidates not proposed because a detector was paused
+        self.gateways: dict[str, float] = {}  # gateway -> last heard (event time)
+        self.gateway_offline: dict[str, float] = {}  # gateway -> time of an "offline" status
+        self.gateway_back: dict[str, float] = {}  # gateway -> when it was heard again after silence
+        self.devices: dict[str, Device] = {}
+        self.rooms: list[str] = []
+        self.days: dict[int, Day] = {}
+        self.buffer: list[tuple[float, int, Event]] = []  # (ts, arrival no, event) heap
+        self._arrivals = 0
+        self.open: dict[str, list[Any]] = {}  # incident key -> [detector, kind, severity, start]
+        self.keys: dict[str, float] = {}  # incident key -> when it fired (dedup memory)
+        self.positions: dict[str, int] = {}  # source (e.g. "events/3") -> last applied offset
+        self.detectors: dict[str, Detector] = {}
+        for d in detectors if detectors is not None else build_detectors():
+            self.detectors[d.name] = d
+        self._dispatch()
+        self._out = MonitorOutput()
+
+    def _dispatch(self) -> None:
+        self._instant: dict[str, list[Detector]] = {}
+        self._ordered: dict[str, list[Detector]] = {}
+        for d in self.detectors.values():
+            table = self._ordered if d.ordered else self._instant
+            for k in d.kinds:
+                table.setdefault(k, []).append(d)
+
+    # ------------------------------------------------------------------ inputs
+
+    def process(self, ev: Event) -> MonitorOutput:
+        """Take one event; return the observation (late or not), scores and candidates it caused."""
+        out = self._out = MonitorOutput()
+        t = ev.ts.timestamp()
+        self.events_count += 1
+        late = t < self.watermark
+        if t < self.since or self.since == float("-inf"):
+            self.since = t
+        self._heard(ev, t)
+        # Monotone evidence of wellbeing, taken from late events too: it can only prevent alerts.
+        if is_activity(ev) and t > self.last_activity:
+            self.last_activity = t
+            self.last_activity_id = ev.event_id
+        if ev.kind == Kind.DOSE_TAKEN and isinstance(ev.value, str):
+            key = f"{self.local(t)[0]}:{ev.value}"
+            if key not in self.doses_taken:
+                self.doses_taken[key] = t
+        if late:
+            self.late_count += 1
+            out.observations.append(replace(ev, extra={**ev.extra, "late": True}))
+            return out
+        out.observations.append(ev)
+        if ev.kind not in URGENT_KINDS and t > self.max_ts:
+            self.max_ts = t
+            self._advance(t - self.lateness_s)
+        if is_activity(ev):
+            self._count_activity(ev, t)
+        for d in self._instant.get(ev.kind, ()):
+            d.on_event(self, ev, t)
+        if ev.kind in self._ordered:
+            self._arrivals += 1
+            heapq.heappush(self.buffer, (t, self._arrivals, ev))
+            self._release()
+        return out
+
+    def tick(self, now: datetime) -> MonitorOutput:
+        """Time passes: release ordered events, close finished days, check every deadline."""
+        out = self._out = MonitorOutput()
+        n = now.timestamp()
+        self._advance(n - self.lateness_s)
+        if self.home_blind(n):
+            day = self._day(n)
+            day.degraded = True
+        for d in self.detectors.values():
+            d.on_tick(self, n)
+        self._forget(n)
+        return out
+
+    def feedback(self, fb: Feedback) -> None:
+        """A nurse's verdict on an alert teaches the detector that raised it."""
+        d = self.detectors.get(fb.detector)
+        if d is not None:
+            d.on_feedback(self, fb)
+
+    def seen_position(self, source: str, offset: int) -> bool:
+        """Idempotency guard for replays: True if this source offset was already applied; else record it."""
+        last = self.positions.get(source)
+        if last is not None and offset <= last:
+            return True
+        self.positions[source] = offset
+        return False
+
+    # ------------------------------------------------------------ event time
+
+    def _advance(self, w: float) -> None:
+        if w <= self.watermark:
+            return
+        self.watermark = w
+        self._release()
+        for ordinal in sorted(o for o, d in self.days.items() if d.next_midnight <= w):
+            day = self.days.pop(ordinal)
+            for det in self.detectors.values():
+                det.on_day_closed(self, day)
+
+    def _release(self) -> None:
+        buf = self.buffer
+        while buf and buf[0][0] <= self.watermark:
+            t, _, ev = heapq.heappop(buf)
+            for d in self._ordered.get(ev.kind, ()):
+                d.on_event(self, ev, t)
+
+    def _heard(self, ev: Event, t: float) -> None:
+        gw = ev.gateway_id
+        last = self.gateways.get(gw)
+        if ev.kind == Kind.GATEWAY_STATUS and ev.value == "offline":
+            if t > self.gateway_offline.get(gw, float("-inf")):
+                self.gateway_offline[gw] = t
+            if last is None:
+                self.gateways[gw] = t
+            return
+        if last is not None and t > last:
+            offline = self.gateway_offline.get(gw, float("-inf"))
+            if t - last > self.plan.gateway_silence_s or offline >= last:
+                self.gateway_back[gw] = t  # heard again after a silence
+        if last is None or t > last:
+            self.gateways[gw] = t
+        if ev.kind in (Kind.GATEWAY_HEARTBEAT, Kind.GATEWAY_STATUS):
+            return
+        dev = self.devices.get(ev.device_id)
+        if dev is None:
+            self.devices[ev.device_id] = Device(gw, t)
+        else:
+            dev.heard(t)
+
+    def _count_activity(self, ev: Event, t: float) -> None:
+        room_index = None
+        if ev.room is not None:
+            try:
+                room_index = self.rooms.index(ev.room)
+            except ValueError:
+                if len(self.rooms) < MAX_ROOMS:
+                    self.rooms.append(ev.room)
+                    room_index = len(self.rooms) - 1
+                else:
+                    room_index = MAX_ROOMS - 1
+        self._day(t).add_activity(t, room_index, is_bathroom(ev.room))
+
+    def _day(self, t: float) -> Day:
+        ordinal, midnight, nxt = clock.local_day(self.plan.timezone, t)
+        day = self.days.get(ordinal)
+        if day is None:
+            day = self.days[ordinal] = Day(ordinal, midnight, nxt)
+        return day
+
+    def _forget(self, now: float) -> None:
+        for gw in [g for g, t in self.gateways.items() if now - t > FORGET_AFTER_S]:
+            self.gateways.pop(gw, None)
+            self.gateway_offline.pop(gw, None)
+            self.gateway_back.pop(gw, None)
+        for dev in [d for d, s in self.devices.items() if now - s.last > FORGET_AFTER_S]:
+            del self.devices[dev]
+        cutoff = self.local(now)[0] - 2
+        for k in [k for k in self.doses_taken if int(k.split(":", 1)[0]) < cutoff]:
+            del self.doses_taken[k]
+        for k in [k for k, inc in self.open.items() if now - float(inc[3]) > REMEMBER_KEYS_S]:
+            del self.open[k]  # e.g. a fall nobody closed: keep the key (dedup), drop the open entry
+        if len(self.keys) > 64 or (self.keys and now - min(self.keys.values()) > REMEMBER_KEYS_S):
+            for k in [k for k, t in self.keys.items() if now - t > REMEMBER_KEYS_S and k not in self.open]:
+                del self.keys[k]
+
+    # --------------------------------------------------------- for detectors
+
+    def is_gateway_silent(self, gw: str, now: float) -> bool:
+        """No word from the gateway for longer than the plan allows, or it said it went offline."""
+        last = self.gateways.get(gw, float("-inf"))
+        if self.gateway_offline.get(gw, float("-inf")) >= last:
+            return True
+        return now - last > self.plan.gateway_silence_s
+
+    def home_blind(self, now: float) -> list[str]:
+        """Data-quality flags: which of the home's gateways are silent now (empty: all well)."""
+        return [f"gateway {gw} offline" for gw in self.gateways if self.is_gateway_silent(gw, now)]
+
+    def activity_clock_start(self, now: float) -> float:
+        """Latest activity, or the time a silent gateway came back, whichever tells us more.
+
+        While a gateway was silent we could not see the resident; after it returns
+        the clock restarts so that a resident who was still the whole time is
+        reported ten minutes after the gateway is back, not at once.
+        """
+        start = self.last_activity
+        limit = self.plan.inactivity_limit_min * 60
+        for back in self.gateway_back.values():
+            start = max(start, back - limit + 600)
+        return start
+
+    def local(self, t: float) -> tuple[int, float, float]:
+        """(date ordinal, local midnight, next local midnight) of an instant in the home's zone."""
+        return clock.local_day(self.plan.timezone, t)
+
+    def hhmm(self, t: float) -> str:
+        """Local "HH:MM" of an instant, for sentences."""
+        return clock.local_hhmm(self.plan.timezone, t)
+
+    def quality(self, now: float) -> list[str]:
+        """Data-quality flags for evidence: silent gateways and late input so far."""
+        flags = self.home_blind(now)
+        if self.late_count:
+            flags.append(f"{self.late_count} late events so far")
+        return flags
+
+    def is_paused(self, detector: str) -> bool:
+        return detector in self.paused or detector in self.plan.paused_detectors
+
+    def fire(
+        self,
+        det: Detector,
+        kind: str,
+        key: str,
+        severity: Severity,
+        start: float,
+        at: float,
+        reason: str,
+        reason_sv: str,
+        evidence: Evidence,
+    ) -> bool:
+        """Propose an alert. Returns False when the incident was already proposed or the detector is paused."""
+        if key in self.keys:
+            return False
+        if self.is_paused(det.name):
+            self.suppressed_count += 1
+            return False
+        self.keys[key] = at
+        self.open[key] = [det.name, kind, severity.value, start]
+        self._out.candidates.append(
+            AlertCandidate(
+                resident_id=self.resident_id,
+                home_id=self.home_id,
+                kind=kind,
+                family=det.family,
+                severity=severity,
+                detector=det.name,
+                detector_version=det.version,
+                incident_key=key,
+                state=CandidateState.FIRING,
+                event_time=clock.to_dt(start),
+                detected_at=clock.to_dt(at),
+                reason=reason,
+                reason_sv=reason_sv,
+                evidence=evidence,
+            )
+        )
+        return True
+
+    def clear(self, key: str, at: float, reason: str, reason_sv: str, evidence: Evidence | None = None) -> bool:
+        """The condition of an open incident ended: propose its clearing."""
+        inc = self.open.pop(key, None)
+        if inc is None:
+            return False
+        name, kind, severity, start = inc
+        det = self.detectors.get(name)
+        self._out.candidates.append(
+            AlertCandidate(
+                resident_id=self.resident_id,
+                home_id=self.home_id,
+                kind=kind,
+                family=det.family if det else Family.WELFARE,
+                severity=Severity(severity),
+                detector=name,
+                detector_version=det.version if det else "?",
+                incident_key=key,
+                state=CandidateState.CLEARED,
+                event_time=clock.to_dt(start),
+                detected_at=clock.to_dt(at),
+                reason=reason,
+                reason_sv=reason_sv,
+                evidence=evidence or Evidence(),
+            )
+        )
+        return True
+
+    def open_keys(self, detector: str) -> list[str]:
+        """Open incident keys of one detector."""
+        return [k for k, inc in self.open.items() if inc[0] == detector]
+
+    def score(
+        self,
+        det: Detector,
+        t: float,
+        value: float,
+        threshold: float | None,
+        alert: bool,
+        features: dict[str, float | int | str | None] | None = None,
+    ) -> None:
+        """Record a detector's score (stored with the observations)."""
+        self._out.scores.append(
+            Score(
+                self.resident_id,
+                self.home_id,
+                det.name,
+                det.version,
+                clock.to_dt(t),
+                float(value),
+                threshold,
+                alert,
+                features or {},
+            )
+        )
+
+    # ------------------------------------------------------------------ codec
+
+    def to_bytes(self) -> bytes:
+        """Explicit, versioned, compact state: magic, version byte, zlib(JSON). Never pickle."""
+        state = {
+            "r": self.resident_id,
+            "h": self.home_id,
+            "l": self.lateness_s,
+            "w": _num(self.watermark),
+            "m": _num(self.max_ts),
+            "a": _num(self.last_activity),
+            "s": _num(self.since),
+            "dt": self.doses_taken,
+            "ai": self.last_activity_id,
+            "n": [self.events_count, self.late_count, self.suppressed_count],
+            "g": self.gateways,
+            "go": self.gateway_offline,
+            "gb": self.gateway_back,
+            "dv": {k: d.dump() for k, d in self.devices.items()},
+            "rm": self.rooms,
+            "dy": [d.dump() for d in self.days.values()],
+            "b": [[t, e.to_json().decode()] for t, _, e in sorted(self.buffer)],
+            "o": self.open,
+            "k": self.keys,
+            "p": self.positions,
+            "d": {name: d.dump() for name, d in self.detectors.items()},
+        }
+        body = json.dumps(state, separators=(",", ":")).encode()
+        return _MAGIC + bytes([CODEC_VERSION]) + zlib.compress(body, 6)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        plan: CarePlan | None = None,
+        paused: Collection[str] = frozenset(),
+    ) -> ResidentMonitor:
+        """Rebuild a monitor from :meth:`to_bytes`. Raises ValueError on a foreign or newer layout."""
+        if data[:2] != _MAGIC:
+            raise ValueError("not a CareChain monitor state")
+        if data[2] != CODEC_VERSION:
+            raise ValueError(f"monitor state version {data[2]} is not supported (this code reads {CODEC_VERSION})")
+        s = json.loads(zlib.decompress(data[3:]))
+        m = cls(s["r"], s["h"], plan, paused, float(s["l"]))
+        m.watermark = _unnum(s["w"])
+        m.max_ts = _unnum(s["m"])
+        m.last_activity = _unnum(s["a"])
+        m.last_activity_id = s["ai"]
+        m.since = _unnum(s["s"])
+        m.doses_taken = {k: float(v) for k, v in s["dt"].items()}
+        m.events_count, m.late_count, m.suppressed_count = s["n"]
+        m.gateways = {k: float(v) for k, v in s["g"].items()}
+        m.gateway_offline = {k: float(v) for k, v in s["go"].items()}
+        m.gateway_back = {k: float(v) for k, v in s["gb"].items()}
+        m.devices = {k: Device.load(v) for k, v in s["dv"].items()}
+        m.rooms = list(s["rm"])
+        m.days = {int(raw[0]): Day.load(raw) for raw in s["dy"]}
+        for t, raw in s["b"]:
+            m._arrivals += 1
+            m.buffer.append((float(t), m._arrivals, Event.from_json(raw)))
+        heapq.heapify(m.buffer)
+        m.open = {k: list(v) for k, v in s["o"].items()}
+        m.keys = {k: float(v) for k, v in s["k"].items()}
+        m.positions = {k: int(v) for k, v in s["p"].items()}
+        for name, raw in s["d"].items():
+            if name in m.detectors:
+                m.detectors[name].load(raw)
+        return m
+
+
+def _num(x: float) -> float | None:
+    return None if x == float("-inf") else x
+
+
+def _unnum(x: float | None) -> float:
+    return float("-inf") if x is None else float(x)

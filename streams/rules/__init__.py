@@ -1,0 +1,1 @@
+"""Welfare, safety and technical rules from the care plan: one small detector per module."""

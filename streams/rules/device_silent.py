@@ -1,0 +1,72 @@
+"""Device silent: one sensor stopped reporting while its gateway still talks.
+
+A motion sensor in a spare room can rightly be quiet for hours, so the limit
+is the care plan's ``device_silence_min`` or 1.5 times the longest silence
+this sensor had in the last one to two weeks, whichever is longer; a sensor
+is judged only after two days of history. Not raised while the gateway itself
+is silent (one incident per dead hub, not per sensor).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from carechain.candidates import Evidence, Family, Severity
+from streams import clock
+from streams.detector import Detector
+
+if TYPE_CHECKING:
+    from streams.monitor import ResidentMonitor
+
+WARM_UP_S = 2 * 86400
+
+
+class DeviceSilent(Detector):
+    name = "device_silent"
+    version = "1.0"
+    family = Family.TECHNICAL
+    purpose = "Alert when one sensor stops reporting for much longer than it usually does."
+    warm_up = "2 days of the sensor's history"
+    __slots__ = ()
+
+    def on_tick(self, m: ResidentMonitor, now: float) -> None:
+        for device_id, dev in m.devices.items():
+            prefix = f"{m.resident_id}:device_silent:{device_id}:"
+            open_key = next((k for k in m.open_keys(self.name) if k.startswith(prefix)), None)
+            limit = max(m.plan.device_silence_min * 60, 1.5 * dev.usual_max_gap())
+            silent = now - dev.last
+            if silent <= limit:
+                if open_key is not None:
+                    m.clear(
+                        open_key,
+                        now,
+                        f"Sensor {device_id} is reporting again.",
+                        f"Sensorn {device_id} rapporterar igen.",
+                    )
+                continue
+            if open_key is not None or dev.last - dev.since < WARM_UP_S or m.is_gateway_silent(dev.gateway, now):
+                continue
+            hours = round(silent / 3600, 1)
+            m.fire(
+                self,
+                "device_silent",
+                f"{prefix}{int(dev.last)}",
+                Severity.LOW,
+                dev.last,
+                now,
+                f"Sensor {device_id} has sent nothing for {hours} hours, much longer than usual.",
+                f"Sensorn {device_id} har inte skickat något på {hours} timmar, mycket längre än vanligt.",
+                Evidence(
+                    features={
+                        "device": device_id,
+                        "silent_h": hours,
+                        "usual_max_gap_h": round(dev.usual_max_gap() / 3600, 1),
+                    },
+                    score=round(silent / 60),
+                    threshold=round(limit / 60),
+                    window_start=clock.to_dt(dev.last),
+                    window_end=clock.to_dt(now),
+                    contributing=[f"silent for {hours} h"],
+                    data_quality=[f"sensor {device_id} silent"],
+                ),
+            )
