@@ -101,8 +101,11 @@ def _mods(day: date, incidents: Sequence[Incident], tz: ZoneInfo) -> _DayMods:
 class _DayBuilder:
     """Builds one resident day, from waking on ``day`` to waking the next day."""
 
-    def __init__(self, seed: int, home: HomeConfig, day: date, incidents: Sequence[Incident]) -> None:
+    def __init__(
+        self, seed: int, home: HomeConfig, day: date, incidents: Sequence[Incident], hr_interval_s: float = 300.0
+    ) -> None:
         self.seed = seed
+        self.hr_interval_s = hr_interval_s
         self.home = home
         self.day = day
         self.incidents = incidents
@@ -392,7 +395,8 @@ class _DayBuilder:
         rng, m, p = self.rng, self.mods, self.home.profile
         dev = self.home.layout.device("wristband")
         start, end = self.midnight, self.midnight + DAY
-        for interval, kind in ((5 * MIN, Kind.HEART_RATE), (15 * MIN, Kind.SPO2), (30 * MIN, Kind.TEMPERATURE)):
+        grid = ((self.hr_interval_s, Kind.HEART_RATE), (15 * MIN, Kind.SPO2), (30 * MIN, Kind.TEMPERATURE))
+        for interval, kind in grid:
             t = math.ceil(start / interval) * interval
             while t < end:
                 hour = (t - start) / HOUR
@@ -459,15 +463,20 @@ def resident_readings(
     start: datetime,
     end: datetime,
     incidents: Sequence[Incident] = (),
+    hr_interval_s: float = 300.0,
 ) -> list[SimReading]:
-    """Every reading the home's devices report in ``[start, end)``, sorted by time."""
+    """Every reading the home's devices report in ``[start, end)``, sorted by time.
+
+    ``hr_interval_s`` is how often the wristband reports the heart rate (a
+    streaming wristband reports every second: a load knob for ``--rate``).
+    """
     tz = ZoneInfo(home.plan.timezone)
     first = start.astimezone(tz).date() - timedelta(days=1)
     last = end.astimezone(tz).date()
     readings: list[SimReading] = []
     day = first
     while day <= last:
-        readings += _DayBuilder(seed, home, day, incidents).build()
+        readings += _DayBuilder(seed, home, day, incidents, hr_interval_s).build()
         day += timedelta(days=1)
     for inc in incidents:
         if inc.type is IncidentType.DEAD_BATTERY:

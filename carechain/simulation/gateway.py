@@ -105,23 +105,46 @@ def gateway_messages(
     start: datetime,
     end: datetime,
     incidents: Sequence[Incident] = (),
+    announce: bool = True,
 ) -> Iterator[GatewayMessage]:
-    """The messages the home's gateway sends in ``[start, end)``, in time order."""
+    """The messages the home's gateway sends in ``[start, end)``, in time order.
+
+    ``announce`` publishes the retained ``online`` status first (a gateway that
+    starts); a later slice of the same run passes False. Readings still pending
+    at ``end`` are flushed at ``end``.
+    """
     tz = ZoneInfo(home.plan.timezone)
     gw = home.layout.gateway_id
     ev_topic, st_topic = events_topic(gw), status_topic(gw)
     seqs = _Sequencer()
     lo, hi = start.timestamp(), end.timestamp()
-    down = outages(incidents)
+    down = [o for o in outages(incidents) if o[1] > lo]
     phase = home.profile.heartbeat_phase_s
-    next_beat = lo + ((phase - lo) % HEARTBEAT_S)
+
+    def beat_after(t: float) -> float:
+        # Heartbeats keep one grid (phase per gateway), whatever slice or outage came before.
+        nb = t + ((phase - t) % HEARTBEAT_S)
+        return nb if nb > t else nb + HEARTBEAT_S
+
+    next_beat = beat_after(lo - 1e-9)
     pending: list[dict[str, object]] = []
     buffered: list[dict[str, object]] = []
-    yield GatewayMessage(lo, gw, st_topic, status_payload("online", lo, tz), retain=True)
     outage_i = 0
     offline_until: float | None = None
     i = 0
     n = len(readings)
+    if down and down[0][0] <= lo:
+        # The slice starts in the middle of an outage.
+        offline_until = down[0][1]
+        outage_i = 1
+        while i < n and readings[i].t < offline_until:
+            r = readings[i]
+            if down[0][2]:
+                buffered.append(_reading_obj(r, seqs.next(r.device_id, r.t), tz))
+            i += 1
+        next_beat = beat_after(offline_until)
+    elif announce:
+        yield GatewayMessage(lo, gw, st_topic, status_payload("online", lo, tz), retain=True)
 
     def flush(at: float, items: list[dict[str, object]]) -> Iterator[GatewayMessage]:
         for k in range(0, len(items), BATCH_LIMIT):
@@ -134,6 +157,8 @@ def gateway_messages(
         t_up = offline_until if offline_until is not None else float("inf")
         t = min(t_read, next_beat, t_down, t_up)
         if t >= hi:
+            if pending and offline_until is None:
+                yield from flush(hi, pending)
             break
         if t == t_up:
             # Back online: status first, then what the gateway kept while it was away.
@@ -141,7 +166,7 @@ def gateway_messages(
             yield from flush(t, buffered)
             buffered = []
             offline_until = None
-            next_beat = t + HEARTBEAT_S
+            next_beat = beat_after(t)
             continue
         if t == t_down:
             a, b, backfill = down[outage_i]
@@ -160,8 +185,7 @@ def gateway_messages(
                 if buffering and r.t < hi:
                     buffered.append(_reading_obj(r, seqs.next(r.device_id, r.t), tz))
                 i += 1
-            while next_beat < b:
-                next_beat += HEARTBEAT_S
+            next_beat = beat_after(b)
             continue
         if t == t_read:
             r = readings[i]
@@ -186,7 +210,7 @@ def gateway_messages(
         pending.append(beat)
         yield from flush(t, pending)
         pending = []
-        next_beat = t + HEARTBEAT_S
+        next_beat = beat_after(t)
 
 
 def utc(t: float) -> datetime:

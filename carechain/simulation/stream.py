@@ -1,0 +1,115 @@
+"""A home's messages over an open-ended run, generated an hour at a time, and demo incidents.
+
+Used by the live publisher and the demo: the same pure generator as
+evaluation, sliced so a run of days never holds more than an hour in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+from carechain.simulation.behaviour import resident_readings
+from carechain.simulation.gateway import GatewayMessage, gateway_messages, outages
+from carechain.simulation.homes import HomeConfig
+from carechain.simulation.scenarios import Incident, IncidentType, plan_incident
+
+CHUNK = timedelta(hours=1)
+
+
+def home_stream(
+    seed: int,
+    home: HomeConfig,
+    start: datetime,
+    end: datetime | None = None,
+    incidents: Sequence[Incident] = (),
+    hr_interval_s: float = 300.0,
+) -> Iterator[GatewayMessage]:
+    """The gateway's messages from ``start`` until ``end`` (None: for ever), in time order."""
+    mine = [i for i in incidents if i.resident_id == home.resident_id]
+    down = outages(mine)
+    t = start
+    first = True
+    while end is None or t < end:
+        hi = t + CHUNK
+        for a, b, _ in down:
+            if a < hi.timestamp() <= b:  # never cut an outage: its buffered readings would be lost
+                hi = datetime.fromtimestamp(b + 1.0, UTC)
+        if end is not None:
+            hi = min(hi, end)
+        readings = resident_readings(seed, home, t, hi, mine, hr_interval_s)
+        yield from gateway_messages(home, readings, t, hi, mine, announce=first)
+        first = False
+        t = hi
+
+
+def merged(streams: Sequence[Iterator[GatewayMessage]]) -> Iterator[GatewayMessage]:
+    """Many homes' messages as one stream in time order."""
+    return heapq.merge(*streams, key=lambda m: m.at)
+
+
+def demo_incidents(
+    seed: int, homes: Sequence[HomeConfig], start: datetime, fall_after_s: float = 20.0
+) -> list[Incident]:
+    """A few incidents spread over the demo's first hours, the first a fall ``fall_after_s`` in.
+
+    Home 1 falls; home 2's gateway drops out after 2 minutes; others get a robot
+    fault, a long inactivity, a missed dose and a night of wandering, so the
+    nurse's inbox fills within the demo's first minutes and hours.
+    """
+    out: list[Incident] = []
+    if not homes:
+        return out
+    rng = random.Random(f"demo|{seed}")
+    fall = Incident(
+        IncidentType.FALL,
+        homes[0].resident_id,
+        start + timedelta(seconds=fall_after_s),
+        timedelta(minutes=10),
+        timedelta(minutes=30),
+        {"night": False},
+    )
+    out.append(fall)
+    if len(homes) > 1:
+        out.append(
+            Incident(
+                IncidentType.GATEWAY_OFFLINE,
+                homes[1].resident_id,
+                start + timedelta(minutes=2),
+                timedelta(minutes=10),
+                timedelta(minutes=10),
+                {"backfill": True},
+            )
+        )
+    if len(homes) > 2:
+        out.append(
+            Incident(
+                IncidentType.ROBOT_FAULT,
+                homes[2].resident_id,
+                start + timedelta(minutes=1),
+                timedelta(minutes=10),
+                timedelta(0),
+                {"code": "E_JAM"},
+            )
+        )
+    if len(homes) > 3:
+        out.append(
+            Incident(
+                IncidentType.INACTIVITY,
+                homes[3].resident_id,
+                start + timedelta(minutes=3),
+                timedelta(hours=3),
+                timedelta(hours=3),
+            )
+        )
+    today = start.astimezone(UTC).date()
+    for kind, k in ((IncidentType.MISSED_DOSE, 4), (IncidentType.NIGHT_WANDERING, 5)):
+        if len(homes) > k:
+            out.append(plan_incident(kind, homes[k], today + timedelta(days=1), rng))
+    return out
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
