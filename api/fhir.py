@@ -354,7 +354,9 @@ def _user_ref(user_id: str) -> dict[str, Any]:
     return {"type": "Practitioner", "identifier": {"system": SID_USER, "value": user_id}}
 
 
-def _detector_ref(detector: str, version: str | None) -> dict[str, Any]:
+def _detector_ref(detector: str, version: str | None) -> dict[str, Any] | None:
+    if not detector:
+        return None  # a summarised alert names no detector
     label = f"{detector} {version}" if version else detector
     return {"type": "Device", "identifier": {"system": SID_DETECTOR, "value": detector}, "display": label}
 
