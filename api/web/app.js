@@ -541,7 +541,7 @@ function drawVitals(container, rows, days) {
   const frag = document.createDocumentFragment();
   for (const v of VITALS) {
     const pts = series.get(v.kind).sort((a, b) => a[0] - b[0]);
-    const w = 720, h = 130, left = 44, right = 10, top = 20, bottom = 22;
+    const w = 720, h = 130, left = 44, right = 34, top = 20, bottom = 22;
     const root = chartRoot(w, h, t(v.key));
     root.append(svg("text", { x: left, y: 13, "font-weight": 600 }, t(v.key)));
     if (pts.length === 0) {
@@ -590,12 +590,12 @@ function drawDoses(container, rows, days) {
   const dates = [];
   for (let i = days - 1; i >= 0; i--) dates.push(localParts(new Date(Date.now() - i * 86400000)).date);
   const slotList = [...slots].sort();
-  const cell = 26, left = 56, top = 46;
-  const w = left + dates.length * cell + 10, h = top + slotList.length * cell + 10;
+  const cell = 26, left = 56, top = 72;
+  const w = left + dates.length * cell + 50, h = top + slotList.length * cell + 10;
   const root = chartRoot(w, h, t("resident.medication"));
   dates.forEach((d, i) => {
     const tx = left + i * cell + cell / 2;
-    root.append(svg("text", { x: tx, y: top - 8, "text-anchor": "end", transform: `rotate(-50 ${tx} ${top - 8})` }, fmtDay(d)));
+    root.append(svg("text", { x: tx, y: top - 6, "text-anchor": "start", transform: `rotate(-60 ${tx} ${top - 6})` }, fmtDay(d)));
   });
   let taken = 0, missed = 0;
   slotList.forEach((slot, j) => {
