@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     # Kafka (KRaft single node started by the harness).
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_partitions: int = 8
+    kafka_version: str | None = None  # None: carechain.services.kafka.KAFKA_VERSION (the tested release)
     topic_events: str = "events"
     topic_urgent: str = "events.urgent"
     topic_deadletter: str = "deadletter"

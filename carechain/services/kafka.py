@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 #: that faust-streaming 0.15.3 (aiokafka 0.14) and kafka-python 3.0.12 pass our tests with.
 KAFKA_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
-CONTROLLER_PORT = 19093
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 #: Logging bindings absent from kafka_2.13's POM (without one the broker logs nothing).
@@ -67,6 +66,12 @@ logger.log.name = kafka.log
 logger.log.level = WARN
 logger.storage.name = org.apache.kafka.storage
 logger.storage.level = WARN
+logger.partition.name = kafka.cluster
+logger.partition.level = WARN
+logger.replication.name = org.apache.kafka.controller.ReplicationControlManager
+logger.replication.level = WARN
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
 """
 
 _LOG4J1 = """\
@@ -76,12 +81,14 @@ log4j.appender.out.layout=org.apache.log4j.PatternLayout
 log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n
 log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.log=WARN
+log4j.logger.kafka.cluster=WARN
+log4j.logger.org.apache.kafka.common.config.AbstractConfig=WARN
 """
 
 
 def kafka_version(settings: Settings) -> str:
     """The Kafka release to run: the setting if given, else KAFKA_VERSION."""
-    return getattr(settings, "kafka_version", None) or KAFKA_VERSION
+    return settings.kafka_version or KAFKA_VERSION
 
 
 def harness_topics(settings: Settings) -> list[str]:
@@ -122,6 +129,8 @@ class Kafka:
         host, _, port = self.bootstrap.rpartition(":")
         self.host = host or "127.0.0.1"
         self.port = int(port)
+        # The controller listens next to the broker (19092 -> 19093).
+        self.controller_port = self.port + 1
         self.dist = settings.cache_dir / "kafka" / self.version
         self.libs = self.dist / "libs"
         self.home = settings.state_dir / "kafka"
@@ -194,7 +203,7 @@ class Kafka:
             detail = f"missing topics: {', '.join(missing)}"
         else:
             detail = f"Kafka {self.version} KRaft, {len(topics)} topics"
-        return ServiceStatus(self.name, ok, f"{self.host}:{self.port},{CONTROLLER_PORT}", read_pid(self.pid_file),
+        return ServiceStatus(self.name, ok, f"{self.host}:{self.port},{self.controller_port}", read_pid(self.pid_file),
                              detail)
 
     # -- internals --------------------------------------------------------------------------
@@ -239,8 +248,8 @@ class Kafka:
         lines = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{CONTROLLER_PORT}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",

@@ -21,6 +21,8 @@ import logging
 import os
 import pwd
 import shutil
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -136,6 +138,22 @@ def mqtt_connects(host: str, port: int, username: str | None = None, password: s
             sock.close()
 
 
+def tls_handshake_ok(host: str, port: int, ca_cert: Path, timeout: float = 3.0) -> bool:
+    """True if the listener completes a TLS handshake with a certificate our CA signed."""
+    if not ca_cert.exists():
+        return False
+    context = ssl.create_default_context(cafile=str(ca_cert))
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.unwrap()  # close_notify, so the broker does not log an unexpected EOF
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
 class Mosquitto:
     """The harness's Mosquitto broker."""
 
@@ -176,8 +194,8 @@ class Mosquitto:
             pid = spawn_detached([broker, "-c", str(self.conf)], self.log_file, self.pid_file, cwd=self.home)
         wait_until(self._answers, 30, f"mosquitto (see {self.log_file}):\n{log_tail(self.log_file)}",
                    alive=lambda: read_pid(self.pid_file) is not None)
-        for port in (SECURE_PORT, TLS_PORT):
-            wait_until(lambda p=port: port_open(self.host, p), 10, f"mosquitto listener {port}")  # type: ignore[misc]
+        wait_until(lambda: port_open(self.host, SECURE_PORT), 10, f"mosquitto listener {SECURE_PORT}")
+        wait_until(self._tls_ok, 10, f"mosquitto TLS listener {TLS_PORT}")
         return True
 
     def stop(self) -> bool:
@@ -191,7 +209,7 @@ class Mosquitto:
 
     def status(self) -> ServiceStatus:
         """Healthy when an anonymous client gets CONNACK on the plain port and the secured ports listen."""
-        ok = self._answers() and port_open(self.host, SECURE_PORT) and port_open(self.host, TLS_PORT)
+        ok = self._answers() and port_open(self.host, SECURE_PORT) and self._tls_ok()
         ports = f"{self.port},{SECURE_PORT},{TLS_PORT}"
         if self.dynsec.exists():
             ports += f",{PROVISIONED_PORT}"
@@ -207,6 +225,9 @@ class Mosquitto:
 
     def _answers(self) -> bool:
         return mqtt_connects(self.host, self.port, timeout=2.0)
+
+    def _tls_ok(self) -> bool:
+        return tls_handshake_ok(self.host, TLS_PORT, ca_cert_path(self.settings))
 
     def _prepare(self) -> None:
         """Create directories, password file, ACL, certificates, dynsec store and the config."""
