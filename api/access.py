@@ -337,6 +337,41 @@ def decide(
     )
 
 
+def may_record_consent(
+    ctx: UserContext, facts: ResidentFacts | None, now: datetime, reader_org_id: str | None
+) -> Decision:
+    """Recording or withdrawing a resident's sharing consent or block.
+
+    The owner organisation's administrators may, and care staff with an active care relation — staff of
+    another organisation only for their own organisation as reader (the reading unit obtains consent).
+    Consent is what is being recorded, so it is not required here.
+    """
+    if ctx.role not in EMERGENCY_ROLES and ctx.role not in REGISTRY_ROLES:
+        return Decision(False, Reason.ROLE, status=403)
+    if facts is None:
+        return Decision(False, Reason.NO_SUCH_RESIDENT, status=404)
+    if ctx.role in REGISTRY_ROLES:
+        if ctx.org_id == facts.owner_org_id:
+            return Decision(True, Reason.ADMIN_OWN_ORG, purpose=Purpose.ADMINISTRATION, basis=f"org:{ctx.org_id}")
+        return Decision(False, Reason.NO_RELATION, status=404, purpose=Purpose.ADMINISTRATION)
+    relation = next(
+        (
+            r
+            for r in facts.relations
+            if r.user_id == ctx.user_id
+            and r.org_id == ctx.org_id
+            and (r.unit is None or r.unit == ctx.unit)
+            and r.period.active(now)
+        ),
+        None,
+    )
+    if relation is None:
+        return Decision(False, Reason.NO_RELATION, status=404)
+    if ctx.org_id != facts.owner_org_id and reader_org_id not in (None, ctx.org_id):
+        return Decision(False, Reason.OUT_OF_SCOPE, status=403, basis=f"relation:{relation.id}")
+    return Decision(True, Reason.RELATION, basis=f"relation:{relation.id}")
+
+
 def may_open_emergency(ctx: UserContext) -> bool:
     """Only care staff may break the glass."""
     return ctx.role in EMERGENCY_ROLES

@@ -1,0 +1,31 @@
+"""One route module per resource; ROUTERS is the order they are mounted in."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.routes import (
+    ai_register,
+    alerts,
+    audit_log,
+    care,
+    consents,
+    meta,
+    observations,
+    organisations,
+    registry,
+    residents,
+)
+
+ROUTERS: tuple[APIRouter, ...] = (
+    meta.router,
+    organisations.router,
+    residents.router,
+    registry.router,
+    care.router,
+    consents.router,
+    observations.router,
+    alerts.router,
+    audit_log.router,
+    ai_register.router,
+)

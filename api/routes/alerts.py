@@ -1,0 +1,260 @@
+"""Alerts: the list the caller may see, one alert, the nurse's actions (acknowledge, accept, dismiss with a
+reason, resolve with an outcome, comment), the live stream (SSE) and response statistics."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api import store
+from api.access import (
+    AGGREGATE_ROLES,
+    Category,
+    Purpose,
+    Role,
+    UserContext,
+    alert_view,
+    decide,
+)
+from api.audit import REQUEST_ID
+from api.deps import CurrentUser, Db, audit_access, gate, get_state
+from api.models import ActionResult, Alert, CommentIn, DismissIn, ResolveIn
+from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
+from api.problems import PROBLEM_RESPONSES, ProblemError
+
+router = APIRouter(tags=["alerts"], responses=PROBLEM_RESPONSES)
+
+AlertId = Annotated[int, Path(ge=1, le=2**62, examples=[1042])]
+Status = Literal["proposed", "acknowledged", "accepted", "dismissed", "resolved", "open"]
+
+
+def _page(
+    request: Request,
+    conn: Any,
+    ctx: UserContext,
+    candidates: list[str],
+    *,
+    status: str | None,
+    kind: str | None,
+    severity: str | None,
+    since: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[Alert]:
+    now = datetime.now(UTC)
+    facts = store.resident_facts_many(conn, candidates)
+    allowed: dict[str, Any] = {}
+    restricted = False
+    show_marker = get_state(request).settings.api_restricted_marker
+    for rid, f in facts.items():
+        d = decide(ctx, f, Category.ALERTS, now, show_restricted_marker=show_marker)
+        if d.allowed:
+            allowed[rid] = d
+        restricted = restricted or d.restricted_marker
+    after = decode_cursor(cursor, 2)
+    rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
+    items = [Alert(**alert_view(ctx, r)) for r in rows[:limit]]
+    shown = sorted({i.resident_id for i in items})
+    audit_access(
+        request,
+        conn,
+        ctx,
+        resource="alerts/list",
+        resident_ids=shown,
+        purpose=Purpose.TREATMENT,
+        bases={rid: allowed[rid].basis for rid in shown},
+        emergency_ids={rid for rid in shown if allowed[rid].emergency},
+    )
+    return Page[Alert](
+        items=items,
+        restricted=restricted,
+        next_cursor=next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]),
+    )
+
+
+@router.get(
+    "/v1/alerts",
+    response_model=Page[Alert],
+    summary="Alerts of the residents the caller may see (newest first)",
+    description="Clinical-family alerts appear to users without the clinical scope (home care) as a neutral "
+    "'needs a visit'. `restricted` is true when blocked data exist that are not shown.",
+)
+def list_alerts(
+    request: Request,
+    ctx: CurrentUser,
+    conn: Db,
+    status: Annotated[Status | None, Query()] = None,
+    kind: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
+    severity: Annotated[Literal["critical", "high", "medium", "low"] | None, Query()] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[Alert]:
+    if ctx.role is Role.AUDITOR or ctx.role is Role.ADMIN:
+        raise ProblemError(403, "This role reads no resident data")
+    candidates = store.residents_in_reach(conn, ctx.user_id, ctx.org_id)
+    return _page(
+        request,
+        conn,
+        ctx,
+        candidates,
+        status=status,
+        kind=kind,
+        severity=severity,
+        since=since,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/v1/alerts/stream",
+    summary="The live alert stream (Server-Sent Events), filtered to what the caller may see",
+    description="`id:` is the alert_events id; reconnect with `Last-Event-ID` to resume. Heartbeat comments "
+    "keep the connection open. The subscription and every delivery are audited.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"example": 'id: 17\nevent: alert\ndata: {"alert": {}}\n\n'}}}},
+)
+async def alert_stream(
+    request: Request,
+    ctx: CurrentUser,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    if ctx.role is Role.AUDITOR or ctx.role is Role.ADMIN:
+        raise ProblemError(403, "This role reads no resident data")
+    resume: int | None = None
+    if last_event_id:
+        if not last_event_id.isdigit():
+            raise ProblemError(400, "Last-Event-ID must be an alert event id")
+        resume = int(last_event_id)
+    state = get_state(request)
+    await _audit_subscription(request, ctx)
+    body = state.stream.subscribe(ctx, REQUEST_ID.get(), resume)
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _audit_subscription(request: Request, ctx: UserContext) -> None:
+    import asyncio
+
+    def write() -> None:
+        with get_state(request).pool.connection() as conn:
+            audit_access(request, conn, ctx, resource="alerts/stream/subscribe", purpose=Purpose.TREATMENT)
+
+    await asyncio.to_thread(write)
+
+
+@router.get(
+    "/v1/statistics/response",
+    response_model=list[dict[str, Any]],
+    summary="Response times per organisation, kind and severity (aggregated, pseudonymous)",
+)
+def response_statistics(
+    request: Request,
+    ctx: CurrentUser,
+    conn: Db,
+    since: Annotated[datetime | None, Query()] = None,
+) -> list[dict[str, Any]]:
+    if ctx.role not in AGGREGATE_ROLES:
+        raise ProblemError(403, "Aggregated figures are for coordinators and care staff")
+    rows = store.response_stats(conn, ctx.org_id, since)
+    audit_access(request, conn, ctx, resource="statistics/response", purpose=Purpose.QUALITY)
+    return rows
+
+
+@router.get(
+    "/v1/residents/{resident_id}/alerts",
+    response_model=Page[Alert],
+    summary="One resident's alerts (newest first)",
+)
+def resident_alerts(
+    request: Request,
+    ctx: CurrentUser,
+    conn: Db,
+    resident_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")],
+    status: Annotated[Status | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> Page[Alert]:
+    grant = gate(request, ctx, conn, resident_id, Category.ALERTS)
+    after = decode_cursor(cursor, 2)
+    rows = store.alerts_for(conn, [grant.resident_id], status, None, None, None, after, limit + 1)
+    return Page[Alert](
+        items=[Alert(**alert_view(ctx, r)) for r in rows[:limit]],
+        next_cursor=next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]),
+    )
+
+
+@router.get("/v1/alerts/{alert_id}", response_model=Alert, summary="One alert, with its lifecycle history")
+def get_alert(request: Request, alert_id: AlertId, ctx: CurrentUser, conn: Db) -> Alert:
+    alert = store.alert(conn, alert_id)
+    gate(request, ctx, conn, alert["resident_id"] if alert else None, Category.ALERTS, resource=f"alert/{alert_id}")
+    assert alert is not None
+    view = alert_view(ctx, alert)
+    if not view.get("summary_only"):
+        view["history"] = store.alert_history(conn, alert_id)
+    return Alert(**view)
+
+
+def _act(request: Request, ctx: UserContext, conn: Any, alert_id: int, action: str, *args: Any) -> ActionResult:
+    """Gate (write on the alert's resident, audited), then the alert service's action function."""
+    # The alert service owns the lifecycle: one transaction writes the alert, its event and any feedback.
+    actions: Any = importlib.import_module("alerts.actions")
+
+    alert = store.alert(conn, alert_id)
+    category = Category.NOTES if action == "comment" else Category.ALERTS
+    gate(
+        request,
+        ctx,
+        conn,
+        alert["resident_id"] if alert else None,
+        category,
+        write=True,
+        resource=f"alert/{alert_id}/{action}",
+    )
+    actor = actions.Actor(user_id=ctx.user_id, org_id=ctx.org_id, role=str(ctx.role))
+    try:
+        getattr(actions, action)(conn, alert_id, actor, *args)
+    except actions.AlertNotFound:
+        raise ProblemError(404, "Not found") from None
+    except actions.InvalidTransition as e:
+        raise ProblemError(409, f"Not possible in the alert's current state: {e}", slug="invalid-transition") from None
+    after = store.alert(conn, alert_id) or {}
+    return ActionResult(alert_id=alert_id, status=after.get("status"))
+
+
+@router.post("/v1/alerts/{alert_id}/acknowledge", response_model=ActionResult, summary="Acknowledge: I am on it")
+def acknowledge(request: Request, alert_id: AlertId, ctx: CurrentUser, conn: Db) -> ActionResult:
+    return _act(request, ctx, conn, alert_id, "acknowledge")
+
+
+@router.post("/v1/alerts/{alert_id}/accept", response_model=ActionResult, summary="Accept: the alert is right")
+def accept(request: Request, alert_id: AlertId, ctx: CurrentUser, conn: Db) -> ActionResult:
+    return _act(request, ctx, conn, alert_id, "accept")
+
+
+@router.post("/v1/alerts/{alert_id}/dismiss", response_model=ActionResult, summary="Dismiss with a reason")
+def dismiss(request: Request, alert_id: AlertId, body: DismissIn, ctx: CurrentUser, conn: Db) -> ActionResult:
+    return _act(request, ctx, conn, alert_id, "dismiss", body.reason)
+
+
+@router.post(
+    "/v1/alerts/{alert_id}/resolve",
+    response_model=ActionResult,
+    summary="Resolve with an outcome (true incident, false alarm, no action needed)",
+    description="The outcome goes back to the stream worker as feedback (through the alert service's outbox).",
+)
+def resolve(request: Request, alert_id: AlertId, body: ResolveIn, ctx: CurrentUser, conn: Db) -> ActionResult:
+    return _act(request, ctx, conn, alert_id, "resolve", body.outcome, body.comment)
+
+
+@router.post("/v1/alerts/{alert_id}/comments", response_model=ActionResult, status_code=201, summary="Comment")
+def comment(request: Request, alert_id: AlertId, body: CommentIn, ctx: CurrentUser, conn: Db) -> ActionResult:
+    return _act(request, ctx, conn, alert_id, "comment", body.text)
