@@ -132,10 +132,12 @@ CLINICAL_READINGS = frozenset({"heart_rate", "spo2", "temperature"})
 
 
 def observation_category(o: fhir.ObservationRecord) -> Category:
-    """Vitals and anomaly scores are clinical; sensor readings and activity features are sensor events."""
-    if o.category == "score" or (o.category == "reading" and o.code in CLINICAL_READINGS):
-        return Category.CLINICAL
-    return Category.SENSOR_EVENTS
+    """Anomaly scores are clinical (risk models); readings and features are sensor events.
+
+    The same split as the REST API (``/vitals`` is sensor events, ``/scores`` clinical), so a
+    caller can never read through FHIR what the REST API refuses, or the other way round.
+    """
+    return Category.CLINICAL if o.category == "score" else Category.SENSOR_EVENTS
 
 
 def _observation(r: Row) -> fhir.ObservationRecord:
@@ -185,11 +187,9 @@ def observations(
     clinical = Category.CLINICAL in categories
     sensor = Category.SENSOR_EVENTS in categories
     if not clinical:
-        where.append("NOT (o.category = 'score' OR o.code = ANY(%s))")
-        q_params.append(list(CLINICAL_READINGS))
+        where.append("o.category <> 'score'")
     if not sensor:
-        where.append("(o.category = 'score' OR o.code = ANY(%s))")
-        q_params.append(list(CLINICAL_READINGS))
+        where.append("o.category = 'score'")
     code = params.get("code")
     if code:
         where.append("o.code = %s")

@@ -24,10 +24,12 @@ const API = {
   dismiss: (id) => `/v1/alerts/${encodeURIComponent(id)}/dismiss`,
   stream: "/v1/alerts/stream",
   residents: "/v1/residents?limit=200",
-  activity: (id, days) => `/v1/residents/${encodeURIComponent(id)}/activity?days=${days}`,
-  vitals: (id, days) => `/v1/residents/${encodeURIComponent(id)}/vitals?days=${days}`,
-  doses: (id, days) => `/v1/residents/${encodeURIComponent(id)}/medication?days=${days}`,
-  stats: (days) => `/v1/stats/overview?days=${days}`,
+  activity: (id, since) => `/v1/residents/${encodeURIComponent(id)}/activity?since=${encodeURIComponent(since)}`,
+  vitals: (id, since) => `/v1/residents/${encodeURIComponent(id)}/vitals?since=${encodeURIComponent(since)}`,
+  doses: (id, since) => `/v1/residents/${encodeURIComponent(id)}/medication?limit=500&since=${encodeURIComponent(since)}`,
+  responseStats: (since) => `/v1/statistics/response?since=${encodeURIComponent(since)}`,
+  aiRegister: (weeks) => `/v1/ai-register?weeks=${weeks}`,
+  robotDoses: (since) => `/v1/statistics/medication-robot?since=${encodeURIComponent(since)}`,
   demoTokens: "/demo/tokens",
 };
 
@@ -249,16 +251,17 @@ function onLogin(ev) {
 
 /* ------------------------------------------------------------------ inbox */
 
-const ACTIVE = new Set(["open", "acknowledged", "accepted"]);
+const ACTIVE = new Set(["open", "proposed", "acknowledged", "accepted"]);
 const SEVERITY_ORDER = { critical: 0, high: 1, medium: 2, low: 3 };
 
 function alertId(a) { return String(a.id ?? a.alert_id); }
 
 async function loadAlerts() {
   try {
-    const q = state.filter === "active" ? "status=open&status=acknowledged&status=accepted&limit=200" : "limit=200";
-    const data = await api(API.alerts(q));
-    for (const a of items(data)) state.alerts.set(alertId(a), a);
+    // The list filters one status at a time: ask for each active state (or everything) and merge.
+    // status=open means every state before resolved/dismissed.
+    const page = await api(API.alerts(state.filter === "active" ? "status=open&limit=200" : "limit=200"));
+    for (const a of items(page)) state.alerts.set(alertId(a), a);
     renderAlerts();
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) toast(errorText(e));
@@ -353,7 +356,7 @@ function fillAlertItem(li, a) {
   }
   const active = ACTIVE.has(a.status);
   li.querySelector(".actions").hidden = !active;
-  li.querySelector(".act-ack").hidden = a.status !== "open";
+  li.querySelector(".act-ack").hidden = !(a.status === "open" || a.status === "proposed");
   if (!active) toggleForm(li, null);
 }
 
@@ -362,9 +365,10 @@ async function act(li, action, body = {}) {
   const url = action === "ack" ? API.ack(id) : action === "resolve" ? API.resolve(id) : API.dismiss(id);
   li.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   try {
-    const updated = await api(url, { method: "POST", body });
-    const merged = { ...state.alerts.get(id), ...(updated && updated.alert ? updated.alert : updated || {}) };
-    state.alerts.set(id, merged);
+    const result = await api(url, { method: "POST", body });
+    let fresh = null;
+    try { fresh = await api(API.alert(id)); } catch { /* keep what the action returned */ }
+    state.alerts.set(id, { ...state.alerts.get(id), ...(result || {}), ...(fresh || {}) });
     toast(t("alert.done"));
     renderAlerts();
   } catch (e) {
@@ -532,7 +536,7 @@ function drawVitals(container, rows, days) {
   const series = new Map(VITALS.map((v) => [v.kind, []]));
   for (const r of rows) {
     const kind = r.kind || r.code;
-    const ts = r.bucket || r.ts || r.time;
+    const ts = r.bucket || r.hour || r.ts || r.time;
     const val = Number(r.avg ?? r.mean ?? r.value);
     if (series.has(kind) && ts && Number.isFinite(val)) series.get(kind).push([new Date(ts).getTime(), val]);
   }
@@ -578,8 +582,9 @@ function drawDoses(container, rows, days) {
   for (const r of rows) {
     const ts = r.ts || r.due_at || r.time;
     if (!ts) continue;
-    const slot = r.slot || r.dose_id || localParts(new Date(ts)).hour + ":00";
     const status = (r.status || r.kind || "").replace("medication.dose_", "");
+    if (status !== "taken" && status !== "missed") continue; // due, dispensed, faults: not a dose outcome
+    const slot = r.slot || (typeof r.value === "string" ? r.value : null) || `${localParts(new Date(ts)).hour}:00`;
     const { date } = localParts(new Date(ts));
     slots.add(slot);
     const key = `${date}|${slot}`;
@@ -634,7 +639,7 @@ function drawBars(container, pairs, label, fmt = (v) => String(v)) {
   if (pairs.length === 0) return noData(container);
   const w = 720, h = 200, left = 40, bottom = 40, top = 16;
   const max = Math.max(...pairs.map((p) => p[1]), 0.0001);
-  const bw = (w - left - 10) / pairs.length;
+  const bw = Math.min(90, (w - left - 10) / pairs.length);
   const root = chartRoot(w, h, label);
   pairs.forEach(([name, val], i) => {
     const bh = (val / max) * (h - top - bottom);
@@ -671,10 +676,11 @@ async function showResident(arg) {
   if ([...sel.options].some((o) => o.value === id)) sel.value = id;
   else sel.append(new Option(id, id, true, true));
   const days = Number(document.getElementById("resident-days").value);
+  const since = new Date(Date.now() - days * 86400000).toISOString();
   const charts = [
-    ["chart-activity", API.activity(id, days), drawHeatmap],
-    ["chart-vitals", API.vitals(id, days), drawVitals],
-    ["chart-doses", API.doses(id, days), drawDoses],
+    ["chart-activity", API.activity(id, since), drawHeatmap],
+    ["chart-vitals", API.vitals(id, since), drawVitals],
+    ["chart-doses", API.doses(id, since), drawDoses],
   ];
   await Promise.all(charts.map(async ([el, url, draw]) => {
     const box = document.getElementById(el);
@@ -693,24 +699,42 @@ async function showResident(arg) {
 
 async function showOverview() {
   const days = 28;
+  const since = new Date(Date.now() - days * 86400000).toISOString();
   document.getElementById("overview-period").textContent = t("overview.period", { days });
   const cards = document.getElementById("overview-cards");
-  let s;
-  try {
-    s = await api(API.stats(days));
-  } catch (e) {
-    cards.textContent = errorText(e);
+  // Three aggregated, pseudonymous sources; each may be refused (role) without spoiling the others.
+  const [resp, register, robot] = await Promise.all([
+    api(API.responseStats(since)).catch(() => null),
+    api(API.aiRegister(days / 7)).catch(() => null),
+    api(API.robotDoses(since)).catch(() => null),
+  ]);
+  if (!resp && !register && !robot) {
+    cards.textContent = t("error.forbidden");
     return;
   }
+  const rows = items(resp);
+  const total = rows.reduce((n, r) => n + Number(r.alerts || 0), 0);
+  const weighted = (key) => {
+    const w = rows.filter((r) => r[key] !== null && r[key] !== undefined);
+    const n = w.reduce((acc, r) => acc + Number(r.alerts || 0), 0);
+    return n ? w.reduce((acc, r) => acc + Number(r[key]) * Number(r.alerts || 0), 0) / n : null;
+  };
+  const org = state.claims && state.claims.org;
+  const perDetector = items(register).map((d) => {
+    const site = (d.per_site || []).find((p) => p.org_id === org) || {};
+    return { name: d.name, perWeek: Number(site.alerts_per_resident_week || 0), dismiss: site.dismiss_rate };
+  }).filter((d) => d.perWeek > 0);
+  const perWeek = perDetector.reduce((n, d) => n + d.perWeek, 0);
+  const dismiss = perWeek ? perDetector.reduce((n, d) => n + Number(d.dismiss || 0) * d.perWeek, 0) / perWeek : null;
   const pct = (v) => (v === null || v === undefined ? "–" : `${Math.round(Number(v) * 100)} %`);
   const num = (v, d = 0) => (v === null || v === undefined ? "–" : Number(v).toLocaleString(locale(), { maximumFractionDigits: d }));
   const kpis = [
-    [t("overview.ack_time"), fmtDuration(s.ack_p50_s), `${t("overview.p90")}: ${fmtDuration(s.ack_p90_s)}`],
-    [t("overview.resolve_time"), fmtDuration(s.resolve_p50_s), `${t("overview.p90")}: ${fmtDuration(s.resolve_p90_s)}`],
-    [t("overview.alerts_per_week"), num(s.alerts_per_resident_week, 2), ""],
-    [t("overview.dismiss_rate"), pct(s.dismiss_rate), ""],
-    [t("overview.doses_robot"), num(s.doses_by_robot), ""],
-    [t("overview.rounds_saved"), num(s.rounds_saved ?? s.doses_by_robot), t("overview.rounds_saved.desc")],
+    [t("overview.ack_time"), fmtDuration(weighted("ack_p50_s")), t("overview.median")],
+    [t("overview.resolve_time"), fmtDuration(weighted("resolve_p50_s")), t("overview.median")],
+    [t("overview.alerts_per_week"), register ? num(perWeek, 2) : "–", ""],
+    [t("overview.dismiss_rate"), pct(dismiss), ""],
+    [t("overview.doses_robot"), robot ? num(robot.doses_taken) : "–", ""],
+    [t("overview.rounds_saved"), robot ? num(robot.rounds_saved) : "–", t("overview.rounds_saved.desc")],
   ];
   cards.replaceChildren(...kpis.map(([label, value, sub]) => {
     const d = document.createElement("div");
@@ -723,10 +747,19 @@ async function showOverview() {
     }
     return d;
   }));
-  const weeks = (s.weekly || []).map((w) => [String(w.week).replace(/^\d{4}-/, ""), Number(w.alerts_per_resident ?? w.value ?? 0)]);
-  drawBars(document.getElementById("chart-weekly"), weeks, t("overview.alerts_per_week"), (v) => v.toFixed(2));
-  const kinds = Object.entries(s.by_kind || {}).map(([k, v]) => [t(`kind.${k}`, { fallback: k }), Number(v)]);
-  drawBars(document.getElementById("chart-kinds"), kinds, t("overview.by_kind"));
+  drawBars(
+    document.getElementById("chart-weekly"),
+    perDetector.map((d) => [d.name, d.perWeek]),
+    t("overview.alerts_per_week"),
+    (v) => v.toFixed(2),
+  );
+  const byKind = new Map();
+  for (const r of rows) byKind.set(r.kind, (byKind.get(r.kind) || 0) + Number(r.alerts || 0));
+  drawBars(
+    document.getElementById("chart-kinds"),
+    [...byKind].map(([k, v]) => [t(`kind.${k}`, { fallback: k }), v]),
+    `${t("overview.by_kind")} (${total})`,
+  );
 }
 
 /* ------------------------------------------------------------------ start */
