@@ -75,7 +75,7 @@ class ApiState:
         return self.settings.api_restricted_marker
 
 
-def create_app(settings: Settings, *, pool_max_size: int | None = None) -> FastAPI:
+def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_heartbeat_s: float = 15.0) -> FastAPI:
     """Build the API for these settings (one pool, one validator, one live-stream listener per app)."""
     issuer = local_issuer(settings) if settings.jwks_url is None else None
     validator = TokenValidator(settings, issuer)
@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None) -> FastA
         name="carechain-api",
     )
     metrics = ApiMetrics()
-    stream = AlertStream(settings, metrics)
+    stream = AlertStream(settings, metrics, heartbeat_s=sse_heartbeat_s)
     state = ApiState(settings, pool, validator, issuer, metrics, stream)
 
     @asynccontextmanager
