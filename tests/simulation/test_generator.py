@@ -167,6 +167,8 @@ def test_scenario_sets_give_each_scenario_its_own_home() -> None:
     quick = scenario_set("quick")
     homes = [s.home.layout.home_id for s in quick.scenarios]
     assert len(homes) == len(set(homes))
-    assert {i.type for s in quick.scenarios for i in s.incidents} == set(IncidentType)
+    assert {i.type for s in quick.scenarios for i in s.incidents} == set(IncidentType) - {IncidentType.DECLINE}
+    full = scenario_set("full")
+    assert {i.type for s in full.scenarios for i in s.incidents} == set(IncidentType)
     assert home_layout(1).device("robot") == "gw-0001-robot"
     assert home_config(1, 2).layout.gateway_id == "gw-0002"
