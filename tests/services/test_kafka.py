@@ -87,6 +87,10 @@ async def _aiokafka_roundtrip(bootstrap: str) -> None:
     try:
         # Kafka 4 refuses CreateTopics v1; aiokafka 0.13+ must negotiate a newer version.
         await admin.create_topics([AioNewTopic(topic, 3, 1)])
+        # The controller has committed the topic; the broker's metadata may lag a moment behind.
+        deadline = time.monotonic() + 15
+        while topic not in await admin.list_topics() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         assert topic in await admin.list_topics()
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
         await producer.start()
