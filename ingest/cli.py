@@ -1,0 +1,103 @@
+"""``carechain bridge``: run the MQTT -> Kafka ingest bridge until SIGTERM/SIGINT.
+
+Connections come from the settings (``CARECHAIN_MQTT_*``, ``CARECHAIN_KAFKA_BOOTSTRAP``,
+``CARECHAIN_DATABASE_URL``, ``CARECHAIN_TOPIC_EVENTS`` / ``_URGENT`` / ``_DEADLETTER``,
+``CARECHAIN_MQTT_CLIENT_ID``); the options below tune the bridge itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+
+from carechain.settings import Settings
+from ingest.bridge import Bridge, BridgeTuning, LaneTopics
+from ingest.kafka import EventProducer, ProducerTuning
+from ingest.mqtt import GatewaySubscriber
+from ingest.registry import DeviceRegistry
+
+log = logging.getLogger("ingest.bridge")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``carechain bridge``."""
+    parser.add_argument("--client-id", help="MQTT client id (the persistent session); default from settings")
+    parser.add_argument("--batch-max", type=int, default=500, help="most MQTT messages per Kafka batch")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait to fill a batch")
+    parser.add_argument("--linger-ms", type=int, default=5, help="Kafka producer linger")
+    parser.add_argument("--kafka-batch-bytes", type=int, default=512 * 1024, help="Kafka producer batch size")
+    parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="Kafka compression")
+    parser.add_argument("--registry-refresh-s", type=float, default=30.0,
+                        help="reload the device registry this often even without a NOTIFY")
+    parser.add_argument("--session-expiry-s", type=int, default=7 * 24 * 3600,
+                        help="how long the broker keeps the bridge's session and queue while it is down")
+    parser.add_argument("--stats-interval-s", type=float, default=30.0, help="log the counters this often")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Start registry, producer and subscriber; loop until a signal; shut down in order."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the batch in hand, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    client_id = args.client_id or settings.mqtt_client_id
+    registry = DeviceRegistry(settings.database_url, refresh_s=args.registry_refresh_s)
+    registry.start()
+    producer = EventProducer(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        tuning=ProducerTuning(
+            linger_ms=args.linger_ms,
+            batch_size=args.kafka_batch_bytes,
+            compression_type=None if args.compression == "none" else args.compression,
+        ),
+    )
+    topics = LaneTopics(settings.topic_events, settings.topic_urgent, settings.topic_deadletter)
+    try:
+        for t in (topics.events, topics.urgent, topics.deadletter):
+            if not producer.partitions(t):
+                log.error("Kafka topic %s does not exist (run `carechain services up`)", t)
+                return 2
+        subscriber = GatewaySubscriber(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            client_id,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            tls_ca=settings.mqtt_tls_ca,
+            session_expiry_s=args.session_expiry_s,
+        )
+        bridge = Bridge(
+            registry,
+            producer,
+            subscriber.ack,
+            topics=topics,
+            tuning=BridgeTuning(
+                batch_max_messages=args.batch_max,
+                batch_wait_ms=args.batch_wait_ms,
+                stats_interval_s=args.stats_interval_s,
+            ),
+        )
+        subscriber.start(bridge.offer)
+        try:
+            while not subscriber.wait_connected(1.0):
+                if stop.is_set():
+                    return 0
+                log.info("waiting for MQTT %s:%d", settings.mqtt_host, settings.mqtt_port)
+            log.info("bridge ready: MQTT %s:%d -> Kafka %s (%s, %s, %s)", settings.mqtt_host, settings.mqtt_port,
+                     settings.kafka_bootstrap, topics.events, topics.urgent, topics.deadletter)
+            bridge.run(stop)
+        finally:
+            subscriber.stop()
+        return 0
+    finally:
+        producer.close()
+        registry.stop()

@@ -1,0 +1,134 @@
+"""The bridge's Kafka producer: durable (acks=all, idempotent), batched, all-or-error.
+
+The only file of the bridge that uses kafka-python. :meth:`EventProducer.send_all`
+returns only when the broker has acknowledged every record of the batch, which
+is what lets the bridge acknowledge the MQTT messages behind them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from kafka.partitioner.default import DefaultPartitioner, murmur2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record to produce; key and value already serialised."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge every record of a batch (nothing may be acked upstream)."""
+
+
+class CachedKeyPartitioner(DefaultPartitioner):
+    """The Java client's murmur2 partitioning, memoised per key.
+
+    kafka-python hashes every key in pure Python (~10 µs); a region has a few
+    thousand residents, so the hash of each resident id is computed once.
+    Same partitions as the Java client, so every consumer agrees on them.
+    """
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self._hash: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def partition(
+        self, topic: str, key: Any, serialized_key: bytes | None, value: Any, serialized_value: Any, cluster: Any
+    ) -> int:
+        if serialized_key is None:
+            return int(super().partition(topic, key, serialized_key, value, serialized_value, cluster))
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        h = self._hash.get(serialized_key)
+        if h is None:
+            if len(self._hash) >= self._max_keys:
+                self._hash.clear()
+            h = self._hash[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        return sorted(partitions)[h % len(partitions)]
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerTuning:
+    """Throughput knobs (docs/ingest.md records what was measured)."""
+
+    linger_ms: int = 5
+    batch_size: int = 512 * 1024
+    compression_type: str | None = None
+    max_in_flight: int = 5  # <= 5 keeps order with idempotence on retries
+    buffer_memory: int = 128 * 1024 * 1024
+
+
+class EventProducer:
+    """A kafka-python producer with acks=all and idempotence, sending in acknowledged batches."""
+
+    def __init__(self, bootstrap: str, client_id: str = "carechain-bridge", tuning: ProducerTuning | None = None,
+                 delivery_timeout_s: float = 60.0) -> None:
+        t = tuning or ProducerTuning()
+        self.delivery_timeout_s = delivery_timeout_s
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            client_id=client_id,
+            acks="all",
+            # Idempotence makes the broker drop a batch it already has when the producer retries
+            # it, so a retry after a lost ack does not duplicate; it also keeps order on retries.
+            enable_idempotence=True,
+            retries=2**31 - 1,
+            max_in_flight_requests_per_connection=t.max_in_flight,
+            linger_ms=t.linger_ms,
+            batch_size=t.batch_size,
+            compression_type=t.compression_type,
+            max_request_size=4 * 1024 * 1024,
+            request_timeout_ms=30_000,
+            delivery_timeout_ms=int(delivery_timeout_s * 1000),
+            partitioner=CachedKeyPartitioner(),
+            # A misspelt topic must fail loudly, not appear with default settings.
+            allow_auto_create_topics=False,
+        )
+
+    def send_all(self, records: Sequence[Record]) -> None:
+        """Produce ``records`` (in order) and return once Kafka acknowledged all of them.
+
+        Raises :class:`DeliveryError` when any record failed or the acks did not come
+        in time; the caller must then not acknowledge the inputs.
+        """
+        if not records:
+            return
+        send = self._producer.send
+        try:
+            futures = [send(r.topic, value=r.value, key=r.key) for r in records]
+        except KafkaError as exc:
+            raise DeliveryError(f"send failed: {type(exc).__name__}") from exc
+        deadline = time.monotonic() + self.delivery_timeout_s
+        # flush() sends what lingers and waits for the in-flight requests.
+        self._producer.flush(timeout=self.delivery_timeout_s)
+        for fut in futures:
+            if not fut.is_done:
+                fut.get(timeout=max(0.0, deadline - time.monotonic()))
+            if fut.failed():
+                raise DeliveryError(f"record not acknowledged: {type(fut.exception).__name__}") from fut.exception
+
+    def partitions(self, topic: str) -> set[int]:
+        """The topic's partitions (fetches metadata; raises when the topic does not exist)."""
+        parts = self._producer.partitions_for(topic)
+        return set(parts or ())
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what is pending and close the connections."""
+        try:
+            self._producer.flush(timeout=timeout_s)
+        finally:
+            self._producer.close(timeout=timeout_s)
