@@ -588,6 +588,7 @@ def _value(value: bool | float | int | str | None, unit: str | None) -> dict[str
 _WARNING_TEXT = {
     "fall_risk": ("Fall risk", "Fallrisk"),
     "monitoring_degraded": ("Monitoring degraded", "Övervakningen är försämrad"),
+    "decline": ("Slow decline", "Långsam försämring"),
 }
 
 
@@ -608,7 +609,7 @@ def flag(w: WarningRecord) -> Flag:
     return _build(Flag, data)
 
 
-MEDICATION_ALERT_KINDS = frozenset({"dose_missed", "robot_fault", "refill_needed", "medication_fault"})
+MEDICATION_ALERT_KINDS = frozenset({"dose_missed", "dose_overdue", "robot_fault", "refill_needed", "medication_fault"})
 _ISSUE_SEVERITY = {"critical": "high", "high": "high", "medium": "moderate", "low": "low"}
 
 

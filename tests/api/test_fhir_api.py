@@ -1,0 +1,266 @@
+"""FHIR R4 read through the real app on PostgreSQL: every resource type, access rules, audit rows, paging, errors.
+
+Regional systems apply no privacy filter themselves, so these tests check the
+rules on the FHIR path: allowed with a care relation, 404 without (as for an
+unknown id), 403 across organisations without consent, summaries for home
+care, and an audit row for every read, allowed or denied.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from api import audit
+from api.access import Outcome
+from tests.api import seed
+from tests.api.conftest import LiveServer
+
+pytestmark = pytest.mark.integration
+
+FHIR = "application/fhir+json"
+RID = "r-fhir-1"
+HOME = "h-fhir-1"
+NURSE = "nurse-fhir"  # kommun-a, care relation
+STRANGER = "nurse-fhir-2"  # kommun-a, no relation
+CLINICIAN = "clin-fhir"  # region-x, care relation; consent only where a test records one
+AUDITOR = "audit-fhir"
+
+
+@pytest.fixture(scope="module")
+def seeded(db: psycopg.Connection[Any], app: Any) -> dict[str, Any]:
+    """One resident with a home, devices, readings, scores, doses, alerts, consents and relations."""
+    from api.routes import fhir as fhir_routes
+
+    # Until the core's ROUTERS lists the FHIR router, mount it on the test app the way create_app would.
+    if not any(getattr(r, "path", "") == "/fhir/R4/metadata" for r in app.routes):
+        app.include_router(fhir_routes.router)
+    seed.organisations(db)
+    seed.resident(db, RID, HOME)
+    seed.relation(db, NURSE, seed.KOMMUN_A, "hc-1", RID)
+    seed.relation(db, CLINICIAN, seed.REGION_X, None, RID)
+    db.execute("INSERT INTO gateways (id, home_id) VALUES ('gw-fhir-1', %s) ON CONFLICT DO NOTHING", (HOME,))
+    for dev, kind, room in (("d-1", "motion", "kitchen"), ("robot-fhir-1", "robot", "kitchen")):
+        db.execute(
+            "INSERT INTO devices (id, gateway_id, kind, room, resident_id) VALUES (%s, 'gw-fhir-1', %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (f"{dev}-fhir" if dev == "d-1" else dev, kind, room, RID),
+        )
+    seed.observations(db, RID, days=1, per_hour=2)
+    now = datetime.now(UTC)
+    db.execute(
+        "INSERT INTO observations (event_id, resident_id, ts, kind, value, device_id) VALUES"
+        " ('dose-fhir-1', %s, %s, 'medication.dose_taken', 1, 'robot-fhir-1'),"
+        " ('dose-fhir-2', %s, %s, 'medication.dose_missed', 1, 'robot-fhir-1')",
+        (RID, now - timedelta(hours=3), RID, now - timedelta(hours=1)),
+    )
+    db.execute(
+        "INSERT INTO detector_scores (resident_id, ts, detector, score) VALUES (%s, %s, 'rhythm', 0.91)",
+        (RID, now - timedelta(minutes=30)),
+    )
+    fall, _ = seed.alert(db, RID, kind="fall", notify=False)
+    dose, _ = seed.alert(db, RID, kind="dose_missed", notify=False)
+    silent, _ = seed.alert(db, RID, kind="gateway_silent", family="technical", notify=False)
+    clinical, clinical_event = seed.alert(db, RID, kind="bathroom", family="clinical", notify=False)
+    # A live-stream delivery as the stream records it: one audit row per subscriber and event.
+    audit.record(
+        db,
+        None,
+        action="SSE deliver",
+        resource=f"alert_event/{clinical_event}",
+        resident_id=RID,
+        outcome=Outcome.ALLOWED,
+    )
+    db.execute(
+        "INSERT INTO monitoring_consents (home_id, resident_id, person, basis, method, recorded_by)"
+        " VALUES (%s, %s, 'resident', 'consent', 'written', %s)",
+        (HOME, RID, NURSE),
+    )
+    return {"fall": fall, "dose": dose, "silent": silent, "clinical": clinical}
+
+
+def _get(live: LiveServer, path: str, token: str | None, **params: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(f"{live.url}/fhir/R4{path}", headers=headers, params=params, timeout=10)
+
+
+def _resource(r: httpx.Response, rtype: str) -> dict[str, Any]:
+    """The body as a validated R4 resource of this type (parsed with the R4B model)."""
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(FHIR)
+    data = r.json()
+    assert data["resourceType"] == rtype
+    get_fhir_model_class(rtype).model_validate(data)
+    return data
+
+
+def _outcome(r: httpx.Response, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(FHIR)
+    data = r.json()
+    get_fhir_model_class("OperationOutcome").model_validate(data)
+    assert data["issue"][0]["code"] == code
+
+
+def _audit_rows(db: psycopg.Connection[Any], user: str, action: str) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT outcome, resident_id, resource, basis FROM audit_log WHERE user_id = %s AND action = %s ORDER BY id",
+        (user, action),
+    ).fetchall()
+
+
+def test_metadata_needs_no_token(live: LiveServer, seeded: dict[str, Any]) -> None:
+    data = _resource(_get(live, "/metadata", None), "CapabilityStatement")
+    assert data["fhirVersion"] == "4.0.1"
+    assert {"Patient", "Observation", "AuditEvent"} <= {r["type"] for r in data["rest"][0]["resource"]}
+
+
+def test_no_token_is_401_operation_outcome(live: LiveServer, seeded: dict[str, Any]) -> None:
+    r = _get(live, f"/Patient/{RID}", None)
+    _outcome(r, 401, "login")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_patient_allowed_with_relation_denied_without_and_audited(
+    live: LiveServer, mint: Any, db: psycopg.Connection[Any], seeded: dict[str, Any]
+) -> None:
+    nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
+    data = _resource(_get(live, f"/Patient/{RID}", nurse), "Patient")
+    # Home-care nurses with a relation have the identity scope: name and personnummer are shown.
+    assert data["identifier"][0]["value"] == "191212121212"
+    assert data["name"][0]["family"] == "Person"
+    rows = _audit_rows(db, NURSE, "FHIR read Patient")
+    assert rows[-1][0] == "allowed" and rows[-1][1] == RID and rows[-1][3].startswith("relation:")
+
+    stranger = mint(STRANGER, seed.KOMMUN_A, "nurse", "hc-1")
+    _outcome(_get(live, f"/Patient/{RID}", stranger), 404, "not-found")
+    _outcome(_get(live, "/Patient/r-does-not-exist", stranger), 404, "not-found")  # the same answer
+    denied = _audit_rows(db, STRANGER, "FHIR read Patient")
+    assert [r[0] for r in denied] == ["denied", "denied"]
+    assert denied[0][1] == RID
+
+
+def test_cross_organisation_needs_consent(
+    live: LiveServer, mint: Any, db: psycopg.Connection[Any], seeded: dict[str, Any]
+) -> None:
+    clinician = mint(CLINICIAN, seed.REGION_X, "clinician")
+    _outcome(_get(live, "/Observation", clinician, patient=RID), 403, "forbidden")
+    assert _audit_rows(db, CLINICIAN, "FHIR search Observation")[-1][0] == "denied"
+    consent_id = seed.consent(db, RID, seed.REGION_X, None, ["sensor_events", "clinical", "identity", "alerts"])
+    try:
+        bundle = _resource(_get(live, "/Observation", clinician, patient=RID, _count=500), "Bundle")
+        codes = {e["resource"]["code"]["coding"][0]["code"] for e in bundle["entry"]}
+        assert "rhythm" in codes  # the region's clinician sees the anomaly score (clinical scope)
+        last = _audit_rows(db, CLINICIAN, "FHIR search Observation")[-1]
+        assert last[0] == "allowed" and "+consent:" in last[3]
+        patient = _resource(_get(live, f"/Patient/{RID}", clinician), "Patient")
+        assert patient["identifier"][0]["system"].endswith("personnummer")
+    finally:
+        db.execute("UPDATE sharing_consents SET withdrawn_at = now() WHERE id = %s", (consent_id,))
+
+
+def test_observation_search_pages_and_scopes(live: LiveServer, mint: Any, seeded: dict[str, Any]) -> None:
+    nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
+    first = _resource(_get(live, "/Observation", nurse, patient=f"Patient/{RID}", _count=5), "Bundle")
+    assert first["type"] == "searchset" and len(first["entry"]) == 5
+    links = {lk["relation"]: lk["url"] for lk in first["link"]}
+    second = _resource(httpx.get(links["next"], headers={"Authorization": f"Bearer {nurse}"}, timeout=10), "Bundle")
+    ids_1 = [e["resource"]["id"] for e in first["entry"]]
+    ids_2 = [e["resource"]["id"] for e in second["entry"]]
+    assert len(ids_2) == 5 and not set(ids_1) & set(ids_2)
+    times = [e["resource"]["effectiveDateTime"] for e in first["entry"] + second["entry"]]
+    assert times == sorted(times, reverse=True)
+    # Home care has no clinical scope: no anomaly scores, whatever the filter.
+    every = _resource(_get(live, "/Observation", nurse, patient=RID, _count=500), "Bundle")
+    assert all(e["resource"]["code"]["coding"][0]["code"] != "rhythm" for e in every["entry"])
+    vitals = _resource(_get(live, "/Observation", nurse, patient=RID, category="vital-signs"), "Bundle")
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in vitals["entry"]} == {"8867-4"}
+    since = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    recent = _resource(_get(live, "/Observation", nurse, patient=RID, date=f"ge{since}", _count=500), "Bundle")
+    assert 0 < len(recent["entry"]) < len(every["entry"])
+
+
+def test_every_resource_type_reads(live: LiveServer, mint: Any, seeded: dict[str, Any]) -> None:
+    nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
+    for rtype in (
+        "Device",
+        "Flag",
+        "DetectedIssue",
+        "MedicationAdministration",
+        "CommunicationRequest",
+        "Communication",
+        "Task",
+        "CareTeam",
+        "Consent",
+    ):
+        bundle = _resource(_get(live, f"/{rtype}", nurse, patient=RID), "Bundle")
+        assert bundle.get("entry"), rtype
+        for entry in bundle["entry"]:
+            res = entry["resource"]
+            assert res["resourceType"] == rtype
+            # Each entry can be read back by id, the same resource.
+            again = _resource(_get(live, f"/{rtype}/{res['id']}", nurse), rtype)
+            assert again["id"] == res["id"]
+    devices = _resource(_get(live, "/Device", nurse, patient=RID), "Bundle")
+    gateway = next(e["resource"] for e in devices["entry"] if e["resource"]["id"] == "gw-fhir-1")
+    assert gateway["property"][0]["valueCode"][0]["coding"][0]["code"] == "offline"  # its silence alert is open
+    metric = _resource(_get(live, "/DeviceMetric/gw-fhir-1-online", nurse), "DeviceMetric")
+    assert metric["operationalStatus"] == "off"
+    doses = _resource(_get(live, "/MedicationAdministration", nurse, patient=RID), "Bundle")
+    assert sorted(e["resource"]["status"] for e in doses["entry"]) == ["completed", "not-done"]
+    issues = _resource(_get(live, "/DetectedIssue", nurse, patient=RID), "Bundle")
+    assert [e["resource"]["code"]["coding"][0]["code"] for e in issues["entry"]] == ["dose_missed"]
+
+
+def test_home_care_sees_a_clinical_alert_as_needs_a_visit(live: LiveServer, mint: Any, seeded: dict[str, Any]) -> None:
+    nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
+    task = _resource(_get(live, f"/Task/{seeded['clinical']}", nurse), "Task")
+    assert task["code"]["coding"][0]["code"] == "needs_visit"
+    assert "requester" not in task
+    request = _resource(_get(live, f"/CommunicationRequest/{seeded['fall']}", nurse), "CommunicationRequest")
+    assert request["payload"][0]["contentString"] == "Ett testlarm."
+    assert request["status"] == "active"
+
+
+def test_audit_events_for_auditors_only(
+    live: LiveServer, mint: Any, db: psycopg.Connection[Any], seeded: dict[str, Any]
+) -> None:
+    nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
+    _resource(_get(live, f"/Patient/{RID}", nurse), "Patient")
+    _outcome(_get(live, "/AuditEvent", nurse, patient=RID), 403, "forbidden")
+    auditor = mint(AUDITOR, seed.KOMMUN_A, "auditor")
+    bundle = _resource(_get(live, "/AuditEvent", auditor, patient=RID, _count=50), "Bundle")
+    actions = [e["resource"]["action"] for e in bundle["entry"]]
+    assert "R" in actions
+    one = bundle["entry"][0]["resource"]
+    _resource(_get(live, f"/AuditEvent/{one['id']}", auditor), "AuditEvent")
+    assert _audit_rows(db, AUDITOR, "FHIR search AuditEvent")  # reading the log is logged
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "code"),
+    [
+        ("/Observation", {}, 400, "invalid"),  # a patient is required
+        ("/Observation", {"patient": RID, "bogus": "1"}, 400, "invalid"),
+        ("/Observation", {"patient": RID, "_count": "0"}, 400, "invalid"),
+        ("/Observation", {"patient": RID, "date": "ge-yesterday"}, 400, "invalid"),
+        ("/Patient", {"identifier": "http://electronichealth.se/identifier/personnummer|191212121212"}, 400, "invalid"),
+        ("/Observation/ev-nope", {}, 404, "not-found"),
+        ("/Observation/bad_id!", {}, 404, "not-found"),
+        ("/Basic/1", {}, 404, "not-found"),
+    ],
+)
+def test_errors_are_operation_outcomes(
+    live: LiveServer, mint: Any, seeded: dict[str, Any], path: str, params: dict[str, str], status: int, code: str
+) -> None:
+    nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
+    r = _get(live, path, nurse, **params)
+    assert r.status_code == status, r.text
+    if path.startswith("/Basic"):
+        return  # an unknown type is outside the FHIR router (the API's 404)
+    _outcome(r, status, code)
