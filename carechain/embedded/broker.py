@@ -61,7 +61,7 @@ class EmbeddedBroker:
                 await broker.shutdown()
 
 
-Handler = Callable[[str, bytes], Awaitable[None]]
+Handler = Callable[[str, bytes, bool], Awaitable[None]]  # topic, payload, retained
 
 
 class Subscriber:
@@ -88,7 +88,7 @@ class Subscriber:
             if msg is None:
                 continue
             try:
-                await self.handler(msg.topic, bytes(msg.data or b""))
+                await self.handler(msg.topic, bytes(msg.data or b""), bool(getattr(msg, "retain", False)))
             except Exception:  # bad input never stops the subscriber
                 log.exception("handling a message on %s failed", msg.topic)
 

@@ -21,7 +21,7 @@ def test_gateways_publish_paced_by_an_accelerated_clock_and_the_broker_sends_the
         got: Counter[str] = Counter()
         statuses: list[bytes] = []
 
-        async def on_message(topic: str, payload: bytes) -> None:
+        async def on_message(topic: str, payload: bytes, retained: bool) -> None:
             channel = topic.rsplit("/", 1)[1]
             got[channel] += 1
             if channel == "status" and "gw-0002" in topic:
