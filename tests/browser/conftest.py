@@ -1,8 +1,8 @@
 """Fixtures for the browser tests: Debian Chromium, a private seeded database, the real API in a subprocess.
 
 Chromium comes from Debian (installed with apt-get when missing, never
-``playwright install``); the API is started as ``carechain api`` on a free
-port against its own database, so the test runs beside everyone else's.
+``playwright install``); the API runs in a uvicorn subprocess on a free port
+against its own database, so the test runs beside everyone else's.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from carechain.services.processes import port_open
 from carechain.settings import Settings
 from tests.conftest import service_unavailable
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
@@ -46,20 +48,17 @@ def _with_db(dsn: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def private_db(settings: Settings) -> Iterator[str]:
-    """A private database with every migration applied and the demo seed loaded; dropped afterwards."""
+    """A private database with every migration applied (the API tests' runner); dropped afterwards."""
     if not port_open("127.0.0.1", 55432):
         service_unavailable("PostgreSQL at 127.0.0.1:55432")
-    from carechain.db.migrate import migrate
-    from carechain.db.seed import seed_demo
+    from tests.api.conftest import _migrate
 
     name = f"cc_web_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(settings.database_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     dsn = _with_db(settings.database_url, name)
     try:
-        migrate(dsn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            seed_demo(conn)
+        _migrate(dsn, settings)
         yield dsn
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as admin:
@@ -81,7 +80,7 @@ class RunningApi:
 
 @pytest.fixture(scope="module")
 def api_server(private_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
-    """``carechain api`` on a free port, its own database and its own local issuer key."""
+    """The API (as ``carechain api`` builds it) under uvicorn on a free port, its own database and issuer key."""
     state_dir = tmp_path_factory.mktemp("api-state")
     port = _free_port()
     env = {
@@ -91,9 +90,23 @@ def api_server(private_db: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "CARECHAIN_API_PORT": str(port),
     }
     log = (state_dir / "api.log").open("w")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "carechain.cli", "api", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "tests.browser.app_factory:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=env,
+        cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
