@@ -7,6 +7,7 @@ models read a day when the watermark has passed its end.
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 #: Bathroom visits are counted as distinct 15-minute slots with bathroom motion.
@@ -27,7 +28,7 @@ class Day:
         self.next_midnight = next_midnight
         self.activity = 0
         self.bath_slots = 0  # bit i set: bathroom motion in slot i (15 min)
-        self.room_hours: dict[int, list[int]] = {}
+        self.room_hours: dict[int, array[int]] = {}
         self.degraded = False  # the gateway was silent for part of the day
 
     def add_activity(self, t: float, room_index: int | None, bathroom: bool) -> None:
@@ -38,7 +39,7 @@ class Day:
             hour = min(23, max(0, int(offset // 3600)))
             counts = self.room_hours.get(room_index)
             if counts is None:
-                counts = self.room_hours[room_index] = [0] * 24
+                counts = self.room_hours[room_index] = array("I", bytes(96))
             counts[hour] += 1
         if bathroom:
             slot = min(SLOTS_PER_DAY - 1, max(0, int(offset // SLOT_S)))
@@ -68,7 +69,7 @@ class Day:
             self.activity,
             self.bath_slots,
             int(self.degraded),
-            {str(k): v for k, v in self.room_hours.items()},
+            {str(k): v.tolist() for k, v in self.room_hours.items()},
         ]
 
     @classmethod
@@ -77,5 +78,5 @@ class Day:
         d.activity = int(raw[3])
         d.bath_slots = int(raw[4])
         d.degraded = bool(raw[5])
-        d.room_hours = {int(k): [int(x) for x in v] for k, v in raw[6].items()}
+        d.room_hours = {int(k): array("I", v) for k, v in raw[6].items()}
         return d

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import sys
 import zlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,8 @@ DEFAULT_LATENESS_S = 120.0
 FORGET_AFTER_S = 7 * 86400
 #: Incident keys are remembered this long, so one incident never produces two candidates.
 REMEMBER_KEYS_S = 14 * 86400
+
+_DISPATCH: dict[tuple[tuple[type, str], ...], tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]] = {}
 
 ACTIVITY_KINDS = frozenset({Kind.MOTION, Kind.DOOR, Kind.BED, Kind.DOSE_TAKEN})
 _BATHROOM_WORDS = ("bath", "toilet", "wc", "badrum", "toalett")
@@ -128,11 +131,11 @@ class Device:
         return max(self.max_gap, self.prev_max_gap)
 
     def dump(self) -> list[Any]:
-        return [self.gateway, self.last, self.since, round(self.max_gap), round(self.prev_max_gap), self.week]
+        return [self.gateway, self.last, self.since, self.max_gap, self.prev_max_gap, self.week]
 
     @classmethod
     def load(cls, raw: list[Any]) -> Device:
-        d = cls(str(raw[0]), float(raw[1]))
+        d = cls(sys.intern(str(raw[0])), float(raw[1]))
         d.since, d.max_gap, d.prev_max_gap, d.week = float(raw[2]), float(raw[3]), float(raw[4]), int(raw[5])
         return d
 
@@ -172,8 +175,8 @@ class ResidentMonitor:
         self.devices: dict[str, Device] = {}
         self.rooms: list[str] = []
         self.days: dict[int, Day] = {}
-        self.buffer: list[tuple[float, int, Event]] = []  # (ts, arrival no, event) heap
-        self._arrivals = 0
+        # (ts, event id, event) heap; ties broken by id so arrival order never matters
+        self.buffer: list[tuple[float, str, Event]] = []
         self.open: dict[str, list[Any]] = {}  # incident key -> [detector, kind, severity, start]
         self.keys: dict[str, float] = {}  # incident key -> when it fired (dedup memory)
         self.positions: dict[str, int] = {}  # source (e.g. "events/3") -> last applied offset
@@ -184,12 +187,18 @@ class ResidentMonitor:
         self._out = MonitorOutput()
 
     def _dispatch(self) -> None:
-        self._instant: dict[str, list[Detector]] = {}
-        self._ordered: dict[str, list[Detector]] = {}
-        for d in self.detectors.values():
-            table = self._ordered if d.ordered else self._instant
-            for k in d.kinds:
-                table.setdefault(k, []).append(d)
+        # Shared between monitors with the same detector set: 10,000 residents, one table.
+        signature = tuple((type(d), d.name) for d in self.detectors.values())
+        tables = _DISPATCH.get(signature)
+        if tables is None:
+            instant: dict[str, tuple[str, ...]] = {}
+            ordered: dict[str, tuple[str, ...]] = {}
+            for d in self.detectors.values():
+                table = ordered if d.ordered else instant
+                for k in d.kinds:
+                    table[k] = (*table.get(k, ()), d.name)
+            tables = _DISPATCH[signature] = (instant, ordered)
+        self._instant, self._ordered = tables
 
     # ------------------------------------------------------------------ inputs
 
@@ -220,11 +229,10 @@ class ResidentMonitor:
             self._advance(t - self.lateness_s)
         if is_activity(ev):
             self._count_activity(ev, t)
-        for d in self._instant.get(ev.kind, ()):
-            d.on_event(self, ev, t)
+        for name in self._instant.get(ev.kind, ()):
+            self.detectors[name].on_event(self, ev, t)
         if ev.kind in self._ordered:
-            self._arrivals += 1
-            heapq.heappush(self.buffer, (t, self._arrivals, ev))
+            heapq.heappush(self.buffer, (t, ev.event_id, ev))
             self._release()
         return out
 
@@ -271,11 +279,11 @@ class ResidentMonitor:
         buf = self.buffer
         while buf and buf[0][0] <= self.watermark:
             t, _, ev = heapq.heappop(buf)
-            for d in self._ordered.get(ev.kind, ()):
-                d.on_event(self, ev, t)
+            for name in self._ordered.get(ev.kind, ()):
+                self.detectors[name].on_event(self, ev, t)
 
     def _heard(self, ev: Event, t: float) -> None:
-        gw = ev.gateway_id
+        gw = sys.intern(ev.gateway_id)
         last = self.gateways.get(gw)
         if ev.kind == Kind.GATEWAY_STATUS and ev.value == "offline":
             if t > self.gateway_offline.get(gw, float("-inf")):
@@ -293,7 +301,7 @@ class ResidentMonitor:
             return
         dev = self.devices.get(ev.device_id)
         if dev is None:
-            self.devices[ev.device_id] = Device(gw, t)
+            self.devices[sys.intern(ev.device_id)] = Device(gw, t)
         else:
             dev.heard(t)
 
@@ -304,7 +312,7 @@ class ResidentMonitor:
                 room_index = self.rooms.index(ev.room)
             except ValueError:
                 if len(self.rooms) < MAX_ROOMS:
-                    self.rooms.append(ev.room)
+                    self.rooms.append(sys.intern(ev.room))
                     room_index = len(self.rooms) - 1
                 else:
                     room_index = MAX_ROOMS - 1
@@ -523,15 +531,15 @@ class ResidentMonitor:
         m.since = _unnum(s["s"])
         m.doses_taken = {k: float(v) for k, v in s["dt"].items()}
         m.events_count, m.late_count, m.suppressed_count = s["n"]
-        m.gateways = {k: float(v) for k, v in s["g"].items()}
-        m.gateway_offline = {k: float(v) for k, v in s["go"].items()}
-        m.gateway_back = {k: float(v) for k, v in s["gb"].items()}
-        m.devices = {k: Device.load(v) for k, v in s["dv"].items()}
-        m.rooms = list(s["rm"])
+        m.gateways = {sys.intern(k): float(v) for k, v in s["g"].items()}
+        m.gateway_offline = {sys.intern(k): float(v) for k, v in s["go"].items()}
+        m.gateway_back = {sys.intern(k): float(v) for k, v in s["gb"].items()}
+        m.devices = {sys.intern(k): Device.load(v) for k, v in s["dv"].items()}
+        m.rooms = [sys.intern(r) for r in s["rm"]]
         m.days = {int(raw[0]): Day.load(raw) for raw in s["dy"]}
         for t, raw in s["b"]:
-            m._arrivals += 1
-            m.buffer.append((float(t), m._arrivals, Event.from_json(raw)))
+            ev = Event.from_json(raw)
+            m.buffer.append((float(t), ev.event_id, ev))
         heapq.heapify(m.buffer)
         m.open = {k: list(v) for k, v in s["o"].items()}
         m.keys = {k: float(v) for k, v in s["k"].items()}

@@ -47,7 +47,7 @@ class Baseline:
         return (x - self.mean) / max(self.std, floor)
 
     def dump(self) -> list[Any]:
-        return [round(self.var.mean.n, 3), round(self.var.mean._mean, 6), round(self.var._S, 6)]
+        return [float(self.var.mean.n), float(self.var.mean._mean), float(self.var._S)]
 
     def load(self, raw: list[Any]) -> None:
         self.var.mean.n = float(raw[0])

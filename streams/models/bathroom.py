@@ -55,7 +55,7 @@ class BathroomSeries:
         return score, alert, warm, {"z_day": round(zd, 2), "z_night": round(zn, 2)}
 
     def dump(self) -> list[Any]:
-        return [self.days, self.k, [round(x, 3) for x in self.recent], self.day.dump(), self.night.dump()]
+        return [self.days, self.k, list(self.recent), self.day.dump(), self.night.dump()]
 
     def load(self, raw: list[Any]) -> None:
         self.days, self.k = int(raw[0]), float(raw[1])

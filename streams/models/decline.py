@@ -69,9 +69,15 @@ class DeclineSeries:
         return [
             self.days,
             self.threshold,
-            None if math.isnan(self.short) else round(self.short, 3),
+            None if math.isnan(self.short) else self.short,
             self.long.dump(),
-            [ph._x_mean.n, ph._x_mean._mean, ph._sum_increase, ph._sum_decrease, ph._max_decrease],
+            [
+                float(ph._x_mean.n),
+                float(ph._x_mean._mean),
+                float(ph._sum_increase),
+                float(ph._sum_decrease),
+                float(ph._max_decrease),
+            ],
         ]
 
     def load(self, raw: list[Any]) -> None:

@@ -12,6 +12,8 @@ lowers it by 0.25 (min 3).
 
 from __future__ import annotations
 
+import base64
+import sys
 from array import array
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,14 @@ ALPHA = 1 / 7  # a week's weight in the profile
 DEFAULT_K = 3.0
 MAX_K = 6.0
 MIN_SCORE = 0.35
+
+
+def _little_endian(p: array[float]) -> array[float]:
+    """The codec stores float32 little-endian whatever the machine (byte swapping is its own inverse)."""
+    if sys.byteorder == "big":
+        p = array("f", p)
+        p.byteswap()
+    return p
 
 
 class DailyRhythm(Detector):
@@ -140,10 +150,14 @@ class DailyRhythm(Detector):
             self.days,
             self.k,
             self.scores.dump(),
-            {str(r): [round(x, 2) for x in p] for r, p in self.profile.items()},
+            {str(r): base64.b64encode(_little_endian(p).tobytes()).decode() for r, p in self.profile.items()},
         ]
 
     def load_state(self, raw: list[Any]) -> None:
         self.days, self.k = int(raw[0]), float(raw[1])
         self.scores.load(raw[2])
-        self.profile = {int(r): array("f", p) for r, p in raw[3].items()}
+        self.profile = {}
+        for r, b64 in raw[3].items():
+            p = self.profile[int(r)] = array("f")
+            p.frombytes(base64.b64decode(b64))
+            self.profile[int(r)] = _little_endian(p)
