@@ -99,7 +99,7 @@ def problem_response(
 #: Responses every route may give, for the OpenAPI document.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     s: {"model": Problem, "content": {MEDIA_TYPE: {}}, "description": TITLES[s]}
-    for s in (400, 401, 403, 404, 405, 409, 413, 422)
+    for s in (400, 401, 403, 404, 405, 409, 413, 422, 503)
 }
 
 

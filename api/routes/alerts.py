@@ -205,9 +205,6 @@ def get_alert(request: Request, alert_id: AlertId, ctx: CurrentUser, conn: Db) -
 
 def _act(request: Request, ctx: UserContext, conn: Any, alert_id: int, action: str, *args: Any) -> ActionResult:
     """Gate (write on the alert's resident, audited), then the alert service's action function."""
-    # The alert service owns the lifecycle: one transaction writes the alert, its event and any feedback.
-    actions: Any = importlib.import_module("alerts.actions")
-
     alert = store.alert(conn, alert_id)
     category = Category.NOTES if action == "comment" else Category.ALERTS
     gate(
@@ -219,6 +216,11 @@ def _act(request: Request, ctx: UserContext, conn: Any, alert_id: int, action: s
         write=True,
         resource=f"alert/{alert_id}/{action}",
     )
+    try:
+        # The alert service owns the lifecycle: one transaction writes the alert, its event and any feedback.
+        actions: Any = importlib.import_module("alerts.actions")
+    except ImportError:
+        raise ProblemError(503, "The alert service's actions are not installed") from None
     actor = actions.Actor(user_id=ctx.user_id, org_id=ctx.org_id, role=str(ctx.role))
     try:
         getattr(actions, action)(conn, alert_id, actor, *args)
