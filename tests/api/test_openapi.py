@@ -33,6 +33,17 @@ def api_schema(live: LiveServer, db: Any) -> Any:
     return schema.exclude(path="/v1/alerts/stream").exclude(path="/v1/gateways", method="POST")
 
 
+def _exercise(operation: Any, headers: dict[str, str], checks: list[Any]) -> Any:
+    """A bounded Hypothesis run over one operation."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    def exercise(case: Any) -> None:
+        case.call_and_validate(headers=headers, checks=checks)
+
+    return exercise
+
+
 def test_openapi_conformance(api_schema: Any, mint: Any) -> None:
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     tokens = {role: mint(f"{role}-schema", seed.KOMMUN_A, role, "hc-s") for role in ("nurse", "admin", "auditor")}
@@ -43,12 +54,8 @@ def test_openapi_conformance(api_schema: Any, mint: Any) -> None:
         operations += 1
         tags = set(operation.definition.raw.get("tags", []))
         role = next((ROLE_BY_TAG[t] for t in tags if t in ROLE_BY_TAG), "nurse")
-        headers = {"Authorization": f"Bearer {tokens[role]}"}
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-        def exercise(case: Any, headers: dict[str, str] = headers) -> None:
-            case.call_and_validate(headers=headers, checks=checks)
+        exercise = _exercise(operation, {"Authorization": f"Bearer {tokens[role]}"}, checks)
 
         try:
             exercise()
