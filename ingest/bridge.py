@@ -10,6 +10,10 @@ message with the broker, which redelivers it: at-least-once, never lost.
 Nothing a gateway sends can crash the loop: an exception while routing one
 message dead-letters that message (``internal_error`` and the exception's class;
 the payload goes to the dead-letter topic, never to the log).
+
+Pure apart from threads and a queue: the Kafka and MQTT adapters are passed in
+(``sink``, ``ack``), so the embedded demo runs this same loop with an
+in-process sink.
 """
 
 from __future__ import annotations
@@ -26,8 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from carechain.events import Lane
-from ingest.kafka import DeliveryError, Record
-from ingest.mqtt import InboundMessage
+from ingest.messages import DeliveryError, InboundMessage, Record
 from ingest.routing import DeadLetter, Discarded, Forward, RegistrySnapshot, internal_error, route
 
 log = logging.getLogger(__name__)

@@ -17,20 +17,9 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 
+from ingest.messages import DeliveryError, Record
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One record to produce; key and value already serialised."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-
-
-class DeliveryError(RuntimeError):
-    """Kafka did not acknowledge every record of a batch (nothing may be acked upstream)."""
 
 
 class CachedKeyPartitioner(DefaultPartitioner):
@@ -69,7 +58,6 @@ class ProducerTuning:
     batch_size: int = 512 * 1024
     compression_type: str | None = None
     max_in_flight: int = 5  # <= 5 keeps order with idempotence on retries
-    buffer_memory: int = 128 * 1024 * 1024
 
 
 class EventProducer:

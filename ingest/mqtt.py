@@ -17,7 +17,6 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +25,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from ingest.messages import InboundMessage
+
 log = logging.getLogger(__name__)
 
 #: A superset of the contract's ``+/events`` and ``+/status``: a gateway publishing under a
 #: wrong sub-topic is dead-lettered (``bad_topic``) instead of being ignored silently.
 DEFAULT_TOPICS = ("carechain/v1/gw/#",)
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """One MQTT message as the bridge sees it (no paho type leaks out of this file)."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    retain: bool
-    dup: bool
-    connection: int  # which connection delivered it; an ack is only valid on the same one
 
 
 class GatewaySubscriber:
