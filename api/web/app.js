@@ -261,7 +261,8 @@ async function loadAlerts() {
     // The list filters one status at a time: ask for each active state (or everything) and merge.
     // status=open means every state before resolved/dismissed.
     const page = await api(API.alerts(state.filter === "active" ? "status=open&limit=200" : "limit=200"));
-    for (const a of items(page)) state.alerts.set(alertId(a), a);
+    // Merge: an alert fetched alone carries its history (who acknowledged, the outcome); keep it.
+    for (const a of items(page)) state.alerts.set(alertId(a), { ...state.alerts.get(alertId(a)), ...a });
     renderAlerts();
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 401)) toast(errorText(e));
@@ -345,12 +346,17 @@ function fillAlertItem(li, a) {
   li.querySelector(".detector").textContent = [a.detector, a.detector_version].filter(Boolean).join(" ") || "–";
   li.querySelector(".family").textContent = t(`alert.family.${a.family}`, { fallback: a.family || "–" });
   const note = li.querySelector(".note");
-  if (a.status === "resolved" && a.outcome) {
-    note.textContent = t("alert.resolved_with", { outcome: t(`alert.outcome.${a.outcome}`, { fallback: a.outcome }) });
-  } else if (a.status === "dismissed" && a.dismiss_reason) {
-    note.textContent = `${t("alert.status.dismissed")}: ${a.dismiss_reason}`;
+  const outcome = a.outcome || fromHistory(a, "resolved", "outcome");
+  const dismissReason = a.dismiss_reason || fromHistory(a, "dismissed", "reason");
+  const ackedBy = a.acknowledged_by || fromHistory(a, "acknowledged", "actor");
+  if (a.status === "resolved" && outcome) {
+    note.textContent = t("alert.resolved_with", { outcome: t(`alert.outcome.${outcome}`, { fallback: outcome }) });
+  } else if (a.status === "dismissed" && dismissReason) {
+    note.textContent = `${t("alert.status.dismissed")}: ${dismissReason}`;
   } else if (a.acknowledged_at) {
-    note.textContent = t("alert.acked_by", { user: a.acknowledged_by || "", time: fmtTime(a.acknowledged_at) });
+    note.textContent = ackedBy
+      ? t("alert.acked_by", { user: ackedBy, time: fmtTime(a.acknowledged_at) })
+      : t("alert.acked", { time: fmtTime(a.acknowledged_at) });
   } else {
     note.textContent = "";
   }
@@ -358,6 +364,14 @@ function fillAlertItem(li, a) {
   li.querySelector(".actions").hidden = !active;
   li.querySelector(".act-ack").hidden = !(a.status === "open" || a.status === "proposed");
   if (!active) toggleForm(li, null);
+}
+
+/* A value from the alert's lifecycle history (GET /v1/alerts/{id} returns it): actor or a detail field. */
+function fromHistory(a, type, key) {
+  const steps = (a.history || []).filter((e) => e.type === type);
+  const last = steps[steps.length - 1];
+  if (!last) return null;
+  return key === "actor" ? last.actor || null : (last.detail && last.detail[key]) || null;
 }
 
 async function act(li, action, body = {}) {

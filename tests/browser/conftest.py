@@ -97,7 +97,7 @@ def api_server(private_db: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "-m",
             "uvicorn",
             "--factory",
-            "tests.browser.app_factory:app",
+            os.environ.get("CARECHAIN_WEB_TEST_APP", "tests.browser.app_factory:app"),
             "--host",
             "127.0.0.1",
             "--port",

@@ -88,6 +88,7 @@ def test_inbox_live_acknowledge_resolve_and_language(page: Any, api_server: Runn
     page.click(f"{item} .act-ack")
     page.wait_for_selector(f"{item}[data-status='acknowledged']")
     assert _row_status(db, alert_id) == "acknowledged"
+    page.wait_for_selector(f"{item} .note:has-text('{NURSE}')")  # who acknowledged, from the history
     page.screenshot(path=str(SCREENSHOT_DIR / "carechain-inbox-sv.png"), full_page=True)
 
     # Resolve with an outcome: it leaves the list of open alerts.
@@ -104,6 +105,7 @@ def test_inbox_live_acknowledge_resolve_and_language(page: Any, api_server: Runn
     page.wait_for_selector(f"{item}[data-status='resolved']")
     assert page.inner_text(f"{item} .status") == "Resolved"
     assert page.inner_text(f"{item} .reason") == "A test alert."
+    assert page.inner_text(f"{item} .note") == "Resolved: False alarm"
     page.screenshot(path=str(SCREENSHOT_DIR / "carechain-inbox-en.png"), full_page=True)
 
     # The resident page draws its plots from the API.
