@@ -90,6 +90,10 @@ class MonitorOutput:
         self.candidates.extend(other.candidates)
 
 
+#: Where detectors write outside process/tick (nothing does; it stays empty).
+_IDLE = MonitorOutput()
+
+
 def is_activity(ev: Event) -> bool:
     """Does the event show the resident moving (not a fall, not a device talking)?"""
     if ev.kind == Kind.MOTION:
@@ -184,7 +188,7 @@ class ResidentMonitor:
         for d in detectors if detectors is not None else build_detectors():
             self.detectors[d.name] = d
         self._dispatch()
-        self._out = MonitorOutput()
+        self._out = _IDLE
 
     def _dispatch(self) -> None:
         # Shared between monitors with the same detector set: 10,000 residents, one table.
@@ -222,6 +226,7 @@ class ResidentMonitor:
         if late:
             self.late_count += 1
             out.observations.append(replace(ev, extra={**ev.extra, "late": True}))
+            self._out = _IDLE
             return out
         out.observations.append(ev)
         if ev.kind not in URGENT_KINDS and t > self.max_ts:
@@ -234,6 +239,7 @@ class ResidentMonitor:
         if ev.kind in self._ordered:
             heapq.heappush(self.buffer, (t, ev.event_id, ev))
             self._release()
+        self._out = _IDLE  # hold no output between calls (10,000 monitors in one worker)
         return out
 
     def tick(self, now: datetime) -> MonitorOutput:
@@ -247,6 +253,17 @@ class ResidentMonitor:
         for d in self.detectors.values():
             d.on_tick(self, n)
         self._forget(n)
+        self._out = _IDLE
+        return out
+
+    def flush(self) -> MonitorOutput:
+        """End of input (backtests): judge the ordered events still waiting for the watermark."""
+        out = self._out = MonitorOutput()
+        while self.buffer:
+            t, _, ev = heapq.heappop(self.buffer)
+            for name in self._ordered.get(ev.kind, ()):
+                self.detectors[name].on_event(self, ev, t)
+        self._out = _IDLE
         return out
 
     def feedback(self, fb: Feedback) -> None:
