@@ -4,7 +4,8 @@
 a real client gets an answer (already running: nothing to do). ``down`` stops
 them gracefully. ``status`` prints a table and exits 1 if any is down. With
 ``CI=true`` any failure is fatal at once; elsewhere ``up`` carries on with the
-other services and exits 1 at the end.
+other services and exits 1 at the end. ``restart`` is ``down`` then ``up``
+(the chaos benchmark restarts Kafka and PostgreSQL with it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ SERVICES: dict[str, tuple[str, str]] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``carechain services``."""
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "restart", "status"])
     parser.add_argument("--only", nargs="+", choices=sorted(SERVICES), metavar="SERVICE",
                         help=f"act on these services only ({', '.join(SERVICES)})")
 
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return up(services)
     if args.action == "down":
         return down(services)
+    if args.action == "restart":
+        return down(services) or up(services)
     return print_status(services)
 
 

@@ -24,7 +24,6 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from carechain.services.base import ServiceError, ServiceStatus
 from carechain.services.debian import apt_install
 from carechain.services.processes import (
-    log_tail,
     port_open,
     read_pid,
     spawn_detached,
@@ -172,20 +171,20 @@ class Kafka:
         if self._answers():
             self._ensure_topics()
             return False
-        if read_pid(self.pid_file) is None and port_open(self.host, self.port):
+        if read_pid(self.pid_file, "kafka.Kafka") is None and port_open(self.host, self.port):
             raise ServiceError(f"port {self.port} is taken by a process that is not our Kafka")
-        if read_pid(self.pid_file) is None:
+        if read_pid(self.pid_file, "kafka.Kafka") is None:
             self._prepare()
             spawn_detached(self._java_argv("kafka.Kafka", str(self.properties)), self.log_file, self.pid_file,
                            cwd=self.home)
-        wait_until(self._answers, 120, f"kafka (see {self.log_file}):\n{log_tail(self.log_file)}",
-                   alive=lambda: read_pid(self.pid_file) is not None)
+        wait_until(self._answers, 120, "kafka", alive=lambda: read_pid(self.pid_file, "kafka.Kafka") is not None,
+                   log_file=self.log_file)
         self._ensure_topics()
         return True
 
     def stop(self) -> bool:
         """Controlled shutdown via SIGTERM; False if it was not running."""
-        pid = read_pid(self.pid_file)
+        pid = read_pid(self.pid_file, "kafka.Kafka")
         if pid is None:
             return False
         terminate(pid, timeout=60)
@@ -203,8 +202,8 @@ class Kafka:
             detail = f"missing topics: {', '.join(missing)}"
         else:
             detail = f"Kafka {self.version} KRaft, {len(topics)} topics"
-        return ServiceStatus(self.name, ok, f"{self.host}:{self.port},{self.controller_port}", read_pid(self.pid_file),
-                             detail)
+        address = f"{self.host}:{self.port},{self.controller_port}"
+        return ServiceStatus(self.name, ok, address, read_pid(self.pid_file, "kafka.Kafka"), detail)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from carechain.services.debian import apt_install
 from carechain.services.processes import (
     chown_tree,
     grant_traverse,
-    log_tail,
     port_open,
     read_pid,
     spawn_detached,
@@ -183,24 +182,24 @@ class Mosquitto:
         """Write the configuration, start the broker detached, wait for a real MQTT connect."""
         if self._answers():
             return False
-        if read_pid(self.pid_file) is None and port_open(self.host, self.port):
+        if read_pid(self.pid_file, "mosquitto") is None and port_open(self.host, self.port):
             raise ServiceError(f"port {self.port} is taken by a process that is not our Mosquitto")
         broker = find_broker()
         if broker is None:
             raise ServiceError("mosquitto is not installed")
-        pid = read_pid(self.pid_file)
+        pid = read_pid(self.pid_file, "mosquitto")
         if pid is None:
             self._prepare()
             pid = spawn_detached([broker, "-c", str(self.conf)], self.log_file, self.pid_file, cwd=self.home)
-        wait_until(self._answers, 30, f"mosquitto (see {self.log_file}):\n{log_tail(self.log_file)}",
-                   alive=lambda: read_pid(self.pid_file) is not None)
+        wait_until(self._answers, 30, "mosquitto", alive=lambda: read_pid(self.pid_file, "mosquitto") is not None,
+                   log_file=self.log_file)
         wait_until(lambda: port_open(self.host, SECURE_PORT), 10, f"mosquitto listener {SECURE_PORT}")
         wait_until(self._tls_ok, 10, f"mosquitto TLS listener {TLS_PORT}")
         return True
 
     def stop(self) -> bool:
         """SIGTERM (Mosquitto saves its persistence file on exit); False if it was not running."""
-        pid = read_pid(self.pid_file)
+        pid = read_pid(self.pid_file, "mosquitto")
         if pid is None:
             return False
         terminate(pid, timeout=30)
@@ -217,7 +216,7 @@ class Mosquitto:
             name=self.name,
             healthy=ok,
             address=f"{self.host}:{ports}",
-            pid=read_pid(self.pid_file),
+            pid=read_pid(self.pid_file, "mosquitto"),
             detail="anon, passwd+acl, tls, dynsec" if ok else f"not answering (log {self.log_file})",
         )
 

@@ -112,7 +112,7 @@ class Postgres:
             )
             if proc.returncode != 0:
                 raise ServiceError(f"pg_ctl start failed:\n{proc.stdout}{proc.stderr}\n{log_tail(self.log_file)}")
-        wait_until(lambda: port_open("127.0.0.1", self.target.port), 60, "postgres")
+        wait_until(lambda: port_open("127.0.0.1", self.target.port), 60, "postgres", log_file=self.log_file)
         self._ensure_role_and_database()
         wait_until(self._answers, 30, "postgres (connect as the carechain role)")
         return True

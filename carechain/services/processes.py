@@ -44,13 +44,23 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def read_pid(pid_file: Path) -> int | None:
-    """The pid recorded in pid_file, if it names a live process."""
+def read_pid(pid_file: Path, expect: str | None = None) -> int | None:
+    """The pid recorded in pid_file, if it names a live process (whose command line contains expect)."""
     try:
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid):
+        return None
+    if expect is not None:
+        # After a reboot or a kill -9 the recorded pid may belong to an unrelated process now.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return pid
+        if expect not in cmdline:
+            return None
+    return pid
 
 
 def spawn_detached(
@@ -77,7 +87,13 @@ def spawn_detached(
     return proc.pid
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    alive: Callable[[], bool] | None = None,
+    log_file: Path | None = None,
+) -> None:
     """Poll check() until it is true; fail after timeout or as soon as alive() says the process died."""
     deadline = time.monotonic() + timeout
     delay = 0.1
@@ -85,10 +101,16 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, alive: Call
         if check():
             return
         if alive is not None and not alive():
-            raise ServiceError(f"{what}: the process exited during start-up")
+            time.sleep(0.5)  # look twice before declaring it dead
+            if not alive() and not check():
+                raise ServiceError(f"{what}: the process exited during start-up{_tail_of(log_file)}")
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
-    raise ServiceError(f"{what}: not healthy after {timeout:.0f} s")
+    raise ServiceError(f"{what}: not healthy after {timeout:.0f} s{_tail_of(log_file)}")
+
+
+def _tail_of(log_file: Path | None) -> str:
+    return f"\n--- last lines of {log_file} ---\n{log_tail(log_file)}" if log_file is not None else ""
 
 
 def terminate(pid: int, timeout: float = 30.0) -> None:
