@@ -89,7 +89,63 @@ class FhirRoute(APIRoute):
         return fhir_handler
 
 
-router = APIRouter(prefix=PREFIX, route_class=FhirRoute, tags=["FHIR R4"])
+_RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string"}},
+    "description": "A FHIR R4 resource (validated with the fhir.resources R4B models before it is sent)",
+}
+_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}},
+}
+#: Every FHIR route answers FHIR JSON; its errors are OperationOutcome documents.
+FHIR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The resource (or a searchset Bundle)", "content": {FHIR_JSON: {"schema": _RESOURCE_SCHEMA}}},
+    **{
+        status: {"description": desc, "content": {FHIR_JSON: {"schema": _OUTCOME_SCHEMA}}}
+        for status, desc in (
+            (400, "Invalid search parameter (OperationOutcome)"),
+            (401, "No valid bearer token (OperationOutcome)"),
+            (403, "Not permitted, or restricted data (OperationOutcome)"),
+            (404, "Not found, or no care relation (OperationOutcome; the same answer)"),
+        )
+    },
+}
+
+router = APIRouter(
+    prefix=PREFIX,
+    route_class=FhirRoute,
+    tags=["FHIR R4"],
+    default_response_class=FhirResponse,
+    responses=FHIR_RESPONSES,
+)
+
+
+def _search_params(names: Sequence[str]) -> dict[str, Any]:
+    """OpenAPI description of a search's query parameters (read from the raw query, FHIR style)."""
+    docs = {
+        "patient": "the resident: ID or Patient/ID",
+        "subject": "Patient/ID (same as patient)",
+        "date": "ge|gt|le|lt|eq + FHIR date or dateTime; repeatable",
+        "_count": "page size, 1..500 (default 50)",
+        "_page": "opaque cursor from the Bundle's next link",
+        "category": "e.g. vital-signs, activity, score",
+        "code": "a code (reading kind, detector, or LOINC)",
+        "status": "the resource's status code",
+        "_id": "a logical id",
+        "identifier": f"{fhir.SID_RESIDENT}|ID (pseudonym only)",
+        "source": "Device/ID",
+        "_format": "json",
+    }
+    params = [
+        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": docs.get(n, n)}
+        for n in names
+    ]
+    return {"parameters": params}
+
+
 Db = Annotated[Connection[Any], Depends(get_db)]
 User = Annotated[UserContext, Depends(get_current_user)]
 
@@ -314,7 +370,11 @@ def _patient_for(gate: Gate, rid: str, action: str) -> Any:
     return fhir.patient(record, show_identity=show_identity)
 
 
-@router.get("/Patient", summary="Search Patient by _id or pseudonym identifier")
+@router.get(
+    "/Patient",
+    summary="Search Patient by _id or pseudonym identifier",
+    openapi_extra=_search_params(("_id", "identifier", "_count", "_format")),
+)
 def search_patient(request: Request, conn: Db, ctx: User) -> Response:
     _check_params(request, ("_id", "identifier", "_count", "_format"))
     ids = request.query_params.getlist("_id")
@@ -538,7 +598,13 @@ for _spec in SPECS.values():
     router.add_api_route(
         f"/{_spec.name}/{{logical_id}}", _make_read(_spec), methods=["GET"], summary=f"Read {_spec.name}"
     )
-    router.add_api_route(f"/{_spec.name}", _make_search(_spec), methods=["GET"], summary=f"Search {_spec.name}")
+    router.add_api_route(
+        f"/{_spec.name}",
+        _make_search(_spec),
+        methods=["GET"],
+        summary=f"Search {_spec.name}",
+        openapi_extra=_search_params(_spec.params),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -566,7 +632,11 @@ def read_device_metric(logical_id: str, request: Request, conn: Db, ctx: User) -
     raise _not_found("DeviceMetric")
 
 
-@router.get("/DeviceMetric", summary="Search DeviceMetric by patient or source device")
+@router.get(
+    "/DeviceMetric",
+    summary="Search DeviceMetric by patient or source device",
+    openapi_extra=_search_params(("patient", "source", "_format")),
+)
 def search_device_metric(request: Request, conn: Db, ctx: User) -> Response:
     _check_params(request, ("patient", "source", "_format"))
     gate = _gate(request, conn, ctx, "DeviceMetric")
@@ -618,7 +688,11 @@ def read_audit_event(logical_id: str, request: Request, conn: Db, ctx: User) -> 
     return _resource(fhir.audit_event(record))
 
 
-@router.get("/AuditEvent", summary="Search AuditEvent by patient and date (auditors)")
+@router.get(
+    "/AuditEvent",
+    summary="Search AuditEvent by patient and date (auditors)",
+    openapi_extra=_search_params(("patient", "subject", "date", "_count", "_page", "_format")),
+)
 def search_audit_event(request: Request, conn: Db, ctx: User) -> Response:
     _check_params(request, ("patient", "subject", "date", "_count", "_page", "_format"))
     gate = _gate(request, conn, ctx, "AuditEvent")
