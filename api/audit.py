@@ -107,53 +107,50 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def canonical(row: dict[str, Any]) -> str:
-    """The canonical JSON of a row (every column but ``hash``): sorted keys, no spaces, UTC time."""
-    doc = {k: row[k] for k in COLUMNS}
+def body(row: dict[str, Any]) -> str:
+    """Canonical JSON of a row's content: every column but id, prev_hash and hash; sorted keys, no spaces."""
+    doc = {k: row[k] for k in COLUMNS if k not in ("id", "prev_hash")}
     doc["at"] = _iso(row["at"]) if isinstance(row["at"], datetime) else row["at"]
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def canonical(row: dict[str, Any]) -> str:
+    """The canonical JSON of a row (every column but ``hash``): id and prev_hash first, then sorted keys."""
+    return f'{{"id":{int(row["id"])},"prev_hash":"{row["prev_hash"]}",' + body(row)[1:]
+
+
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode() + canonical(row).encode()).hexdigest()
+    """sha256(prev_hash || canonical JSON of the row), hex."""
+    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
 
 
 def chain(prev_hash: str, ids: Sequence[int], at: datetime, entries: Sequence[AuditEntry]) -> list[dict[str, Any]]:
-    """Give entries their ids, times and hashes, continuing the chain after ``prev_hash``."""
+    """Give entries their ids, times and hashes, continuing the chain after ``prev_hash`` (as the database does)."""
     rows = []
-    at_local = at.astimezone(LOCAL_TZ).isoformat(timespec="seconds")
     for id_, e in zip(ids, entries, strict=True):
-        row = {"id": id_, "at": at, "at_local": at_local, **asdict(e), "prev_hash": prev_hash}
+        row = {"id": id_, **_content(e, at), "prev_hash": prev_hash}
         row["hash"] = chain_hash(prev_hash, row)
         prev_hash = row["hash"]
         rows.append(row)
     return rows
 
 
-_INSERT = f"INSERT INTO audit_log ({', '.join((*COLUMNS, 'hash'))}) VALUES ({', '.join(['%s'] * (len(COLUMNS) + 1))})"
-_HEAD = "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
-
-
-def _values(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[k] for k in (*COLUMNS, "hash"))
-
-
-def _ids(n: int) -> str:
-    return f"SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) FROM generate_series(1, {int(n)})"
+def _content(e: AuditEntry, at: datetime) -> dict[str, Any]:
+    return {"at": at, "at_local": at.astimezone(LOCAL_TZ).isoformat(timespec="seconds"), **asdict(e)}
 
 
 def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
-    """Append entries to the chain (one transaction, under the chain lock); returns their ids."""
+    """Append entries to the chain in one statement (``audit_append`` takes the chain lock); returns their ids.
+
+    Inside a caller's transaction the lock is held until it commits, so a write and its audit row commit
+    together; on an autocommit connection it is one short transaction.
+    """
     if not entries:
         return []
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
-        head = cur.execute(_HEAD).fetchone()
-        ids = [r[0] for r in cur.execute(_ids(len(entries))).fetchall()]
-        # Sequence values taken under the lock are increasing; a gap (rolled back append) is harmless.
-        rows = chain(head[1] if head else GENESIS, ids, datetime.now(UTC), entries)
-        cur.executemany(_INSERT, [_values(r) for r in rows])
-    return ids
+    at = datetime.now(UTC)
+    bodies = [body({**_content(e, at)}) for e in entries]
+    rows = conn.execute("SELECT audit_append(%s)", (bodies,)).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def record(
@@ -186,21 +183,6 @@ def record(
         request_id=request_id,
     )
     return record_many(conn, [e])[0]
-
-
-async def record_many_async(aconn: psycopg.AsyncConnection[Any], entries: Sequence[AuditEntry]) -> list[int]:
-    """:func:`record_many` for the live stream's async connection."""
-    if not entries:
-        return []
-    async with aconn.transaction(), aconn.cursor() as cur:
-        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
-        await cur.execute(_HEAD)
-        head = await cur.fetchone()
-        await cur.execute(_ids(len(entries)))
-        ids = [r[0] for r in await cur.fetchall()]
-        rows = chain(head[1] if head else GENESIS, ids, datetime.now(UTC), entries)
-        await cur.executemany(_INSERT, [_values(r) for r in rows])
-    return ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ ALGORITHMS = ["RS256", "ES256"]
 API_ROLES = frozenset(r.value for r in Role)
 DEFAULT_TTL_S = 3600
 LEEWAY_S = 30
+TOKEN_CACHE_MAX = 10_000
 
 
 class AuthError(Exception):
@@ -140,6 +141,7 @@ class TokenValidator:
         self._jwks_client = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
         if self._jwks_client is None and self._local is None:
             self._local = local_issuer(settings)
+        self._cache: dict[str, Claims] = {}
 
     def _key_for(self, token: str) -> Any:
         if self._jwks_client is not None:
@@ -148,7 +150,20 @@ class TokenValidator:
         return self._local.public_key()
 
     def validate(self, token: str) -> Claims:
-        """Decode and check the token; raises :class:`AuthError` (401 invalid, 403 no API access)."""
+        """Decode and check the token; raises :class:`AuthError` (401 invalid, 403 no API access).
+
+        A token already validated is taken from a small cache until it expires (the signature check is the
+        costly part of a request)."""
+        hit = self._cache.get(token)
+        if hit is not None and hit.exp > time.time():
+            return hit
+        claims = self._validate(token)
+        if len(self._cache) >= TOKEN_CACHE_MAX:
+            self._cache.clear()
+        self._cache[token] = claims
+        return claims
+
+    def _validate(self, token: str) -> Claims:
         try:
             key = self._key_for(token)
             payload = jwt.decode(

@@ -49,8 +49,11 @@ def organisations(conn: Connection[Any]) -> list[Row]:
 # --- access facts -----------------------------------------------------------------------------
 
 
+_CATEGORY_NAMES = frozenset(c.value for c in Category)
+
+
 def _categories(values: Iterable[str]) -> frozenset[Category]:
-    return frozenset(Category(v) for v in values if v in Category.__members__.values())
+    return frozenset(Category(v) for v in values if v in _CATEGORY_NAMES)
 
 
 def resident_owner(conn: Connection[Any], resident_id: str) -> str | None:
@@ -58,85 +61,77 @@ def resident_owner(conn: Connection[Any], resident_id: str) -> str | None:
     return r["org_id"] if r else None
 
 
+_FACTS_SQL = """
+SELECT r.id, r.org_id,
+  (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, user_id, org_id, unit, kind, valid_from, valid_to
+     FROM care_relations WHERE resident_id = r.id AND (valid_to IS NULL OR valid_to > now())) x) AS relations,
+  (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, owner_org_id, reader_org_id, reader_unit, categories, mode,
+     legal_basis, valid_from, valid_to, withdrawn_at FROM sharing_consents
+     WHERE resident_id = r.id AND withdrawn_at IS NULL AND valid_to > now()) x) AS consents,
+  (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, category, org_id, unit, valid_from, valid_to FROM blocks
+     WHERE resident_id = r.id AND lifted_at IS NULL AND (valid_to IS NULL OR valid_to > now())) x) AS blocks,
+  (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, user_id, opened_at, expires_at FROM emergency_access
+     WHERE resident_id = r.id AND expires_at > now()) x) AS emergencies
+FROM residents r WHERE r.id = ANY(%s)
+"""
+
+
+def _ts(v: str | None) -> datetime | None:
+    return datetime.fromisoformat(v) if v else None
+
+
+def _period(d: dict[str, Any]) -> Period:
+    start = _ts(d["valid_from"])
+    assert start is not None
+    return Period(start, _ts(d["valid_to"]))
+
+
 def resident_facts_many(conn: Connection[Any], resident_ids: Sequence[str]) -> dict[str, ResidentFacts]:
-    """Everything the access policy needs about these residents, in five queries."""
+    """Everything the access policy needs about these residents, in one round trip."""
     if not resident_ids:
         return {}
-    ids = list(dict.fromkeys(resident_ids))
-    owners = {r["id"]: r["org_id"] for r in _rows(conn, "SELECT id, org_id FROM residents WHERE id = ANY(%s)", (ids,))}
-    if not owners:
-        return {}
-    found = list(owners)
-    rels: dict[str, list[CareRelation]] = {i: [] for i in found}
-    for r in _rows(
-        conn,
-        "SELECT id, user_id, org_id, unit, resident_id, kind, valid_from, valid_to FROM care_relations"
-        " WHERE resident_id = ANY(%s) AND (valid_to IS NULL OR valid_to > now())",
-        (found,),
-    ):
-        rels[r["resident_id"]].append(
-            CareRelation(
-                r["id"],
-                r["user_id"],
-                r["org_id"],
-                r["unit"],
-                r["resident_id"],
-                r["kind"],
-                Period(r["valid_from"], r["valid_to"]),
-            )
+    out: dict[str, ResidentFacts] = {}
+    for r in _rows(conn, _FACTS_SQL, (list(dict.fromkeys(resident_ids)),)):
+        rid = r["id"]
+        out[rid] = ResidentFacts(
+            resident_id=rid,
+            owner_org_id=r["org_id"],
+            relations=tuple(
+                CareRelation(x["id"], x["user_id"], x["org_id"], x["unit"], rid, x["kind"], _period(x))
+                for x in r["relations"]
+            ),
+            consents=tuple(
+                SharingConsent(
+                    id=x["id"],
+                    resident_id=rid,
+                    owner_org_id=x["owner_org_id"],
+                    reader_org_id=x["reader_org_id"],
+                    reader_unit=x["reader_unit"],
+                    categories=_categories(x["categories"]),
+                    mode=x["mode"],
+                    legal_basis=x["legal_basis"],
+                    period=_period(x),
+                    withdrawn_at=_ts(x["withdrawn_at"]),
+                )
+                for x in r["consents"]
+            ),
+            blocks=tuple(
+                Block(
+                    x["id"],
+                    rid,
+                    Category(x["category"]) if x["category"] in _CATEGORY_NAMES else None,
+                    x["org_id"],
+                    x["unit"],
+                    _period(x),
+                )
+                for x in r["blocks"]
+            ),
+            emergencies=tuple(
+                EmergencyAccess(x["id"], x["user_id"], rid, _ts(x["opened_at"]), _ts(x["expires_at"]))  # type: ignore[arg-type]
+                for x in r["emergencies"]
+            ),
         )
-    cons: dict[str, list[SharingConsent]] = {i: [] for i in found}
-    for r in _rows(
-        conn,
-        "SELECT * FROM sharing_consents WHERE resident_id = ANY(%s) AND withdrawn_at IS NULL AND valid_to > now()",
-        (found,),
-    ):
-        cons[r["resident_id"]].append(
-            SharingConsent(
-                id=r["id"],
-                resident_id=r["resident_id"],
-                owner_org_id=r["owner_org_id"],
-                reader_org_id=r["reader_org_id"],
-                reader_unit=r["reader_unit"],
-                categories=_categories(r["categories"]),
-                mode=r["mode"],
-                legal_basis=r["legal_basis"],
-                period=Period(r["valid_from"], r["valid_to"]),
-                withdrawn_at=r["withdrawn_at"],
-            )
-        )
-    blks: dict[str, list[Block]] = {i: [] for i in found}
-    for r in _rows(
-        conn,
-        "SELECT * FROM blocks WHERE resident_id = ANY(%s) AND lifted_at IS NULL"
-        " AND (valid_to IS NULL OR valid_to > now())",
-        (found,),
-    ):
-        cat = Category(r["category"]) if r["category"] in Category.__members__.values() else None
-        blks[r["resident_id"]].append(
-            Block(r["id"], r["resident_id"], cat, r["org_id"], r["unit"], Period(r["valid_from"], r["valid_to"]))
-        )
-    ems: dict[str, list[EmergencyAccess]] = {i: [] for i in found}
-    for r in _rows(
-        conn,
-        "SELECT id, user_id, resident_id, opened_at, expires_at FROM emergency_access"
-        " WHERE resident_id = ANY(%s) AND expires_at > now()",
-        (found,),
-    ):
-        ems[r["resident_id"]].append(
-            EmergencyAccess(r["id"], r["user_id"], r["resident_id"], r["opened_at"], r["expires_at"])
-        )
-    return {
-        i: ResidentFacts(
-            resident_id=i,
-            owner_org_id=owners[i],
-            relations=tuple(rels[i]),
-            consents=tuple(cons[i]),
-            blocks=tuple(blks[i]),
-            emergencies=tuple(ems[i]),
-        )
-        for i in found
-    }
+    return out
 
 
 def resident_facts(conn: Connection[Any], resident_id: str) -> ResidentFacts | None:

@@ -99,6 +99,38 @@ CREATE INDEX audit_log_resident_at ON audit_log (resident_id, at) WHERE resident
 CREATE INDEX audit_log_at ON audit_log (at);
 CREATE INDEX audit_log_user_at ON audit_log (user_id, at);
 
+-- Append entries to the chain in one statement. Each body is the canonical JSON (sorted keys, no spaces,
+-- every column but id, prev_hash and hash) that api/audit.py builds. Under the chain lock each row gets the next
+-- id, prev_hash = the previous row's hash and
+--   hash = sha256(prev_hash || '{"id":<id>,"prev_hash":"<prev_hash>",' || body without its opening brace)
+-- so `carechain audit verify` recomputes it from the stored columns alone.
+CREATE FUNCTION audit_append(bodies text[]) RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+DECLARE
+    body   text;
+    doc    jsonb;
+    prev   text;
+    new_id bigint;
+    h      text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(54273002010);  -- api.audit.CHAIN_LOCK
+    SELECT a.hash INTO prev FROM audit_log a ORDER BY a.id DESC LIMIT 1;
+    prev := coalesce(prev, repeat('0', 64));
+    FOREACH body IN ARRAY bodies LOOP
+        doc := body::jsonb;
+        new_id := nextval(pg_get_serial_sequence('audit_log', 'id'));
+        h := encode(sha256(convert_to(
+            prev || '{"id":' || new_id || ',"prev_hash":"' || prev || '",' || substr(body, 2), 'UTF8')), 'hex');
+        INSERT INTO audit_log (id, at, at_local, user_id, org_id, unit, role, client, on_behalf_of, action, resource,
+                               resident_id, purpose, outcome, basis, emergency, request_id, prev_hash, hash)
+        VALUES (new_id, (doc->>'at')::timestamptz, doc->>'at_local', doc->>'user_id', doc->>'org_id', doc->>'unit',
+                doc->>'role', doc->>'client', doc->>'on_behalf_of', doc->>'action', doc->>'resource',
+                doc->>'resident_id', doc->>'purpose', doc->>'outcome', doc->>'basis', (doc->>'emergency')::boolean,
+                doc->>'request_id', prev, h);
+        prev := h;
+        RETURN NEXT new_id;
+    END LOOP;
+END $$;
+
 CREATE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'audit_log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
