@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     topic_deadletter: str = "deadletter"
     topic_alerts: str = "alerts"
     topic_feedback: str = "feedback"
+    # Stream worker: the Faust app id (consumer group, changelog topic prefix) and globally paused detectors.
+    worker_app_id: str = "carechain-worker"
+    worker_paused_detectors: str = ""  # comma-separated detector names
 
     # PostgreSQL / TimescaleDB.
     database_url: str = "postgresql://carechain:carechain@127.0.0.1:55432/carechain"
