@@ -17,9 +17,11 @@ bridge) loses nothing: see ``QUEUE_SETTINGS`` and docs/services.md.
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import ssl
@@ -262,9 +264,6 @@ class Mosquitto:
 
     def _init_dynsec(self) -> None:
         """Create the dynamic-security store with a random admin password (once)."""
-        import json
-        import secrets
-
         admin_file = dynsec_admin_path(self.settings)
         if self.dynsec.exists() and admin_file.exists():
             return

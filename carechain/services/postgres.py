@@ -24,7 +24,7 @@ import psycopg
 
 from carechain.services.base import ServiceError, ServiceStatus
 from carechain.services.debian import apt_install
-from carechain.services.processes import grant_traverse, log_tail, pid_alive, port_open, wait_until
+from carechain.services.processes import grant_traverse, log_tail, pid_alive, port_open, read_pid, wait_until
 from carechain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,9 @@ class Postgres:
             self._initdb(bin_dir)
         self._write_config(bin_dir)
         if self.pid() is None:
+            # After a kill -9 or a reboot the lock file may name a pid that now belongs to another
+            # process; PostgreSQL would refuse to start, so a lock file not naming a postgres goes.
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
             # pg_ctl -w waits for the server itself; run it in a new session so the
             # postmaster is not in the caller's process group (it must outlive the CLI).
             proc = subprocess.run(
@@ -143,12 +146,8 @@ class Postgres:
         )
 
     def pid(self) -> int | None:
-        """The postmaster's pid from postmaster.pid, if alive."""
-        try:
-            pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if pid_alive(pid) else None
+        """The postmaster's pid from postmaster.pid, if that process is alive and is a postgres."""
+        return read_pid(self.data / "postmaster.pid", expect="postgres")
 
     # -- internals --------------------------------------------------------------------
 
