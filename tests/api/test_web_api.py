@@ -16,6 +16,7 @@ from tests.api.conftest import LiveServer
 pytestmark = pytest.mark.integration
 
 URL = "/v1/statistics/medication-robot"
+ORG = "kommun-robot"  # its own municipality: other tests' doses in the shared database do not count here
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,11 @@ def seeded(db: psycopg.Connection[Any], app: Any) -> None:
     if "/v1/statistics/medication-robot" not in {getattr(r, "path", "") for r in app.routes}:
         app.include_router(web.router)  # until api.routes.ROUTERS lists it
     seed.organisations(db)
-    seed.resident(db, "r-robot-1", "h-robot-1", seed.KOMMUN_A)
+    db.execute(
+        "INSERT INTO organisations (id, name, kind) VALUES (%s, 'Kommun Robot', 'municipality') ON CONFLICT DO NOTHING",
+        (ORG,),
+    )
+    seed.resident(db, "r-robot-1", "h-robot-1", ORG)
     seed.resident(db, "r-robot-2", "h-robot-2", seed.KOMMUN_B)
     now = datetime.now(UTC)
     rows = [
@@ -53,11 +58,11 @@ def test_page_is_served_by_the_app(live: LiveServer, seeded: None) -> None:
 def test_robot_doses_for_the_callers_organisation(
     live: LiveServer, mint: Any, db: psycopg.Connection[Any], seeded: None
 ) -> None:
-    token = mint("coord-robot", seed.KOMMUN_A, "coordinator")
+    token = mint("coord-robot", ORG, "coordinator")
     r = httpx.get(f"{live.url}{URL}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert r.status_code == 200, r.text
     body = r.json()
-    # Only kommun-a's residents, only the last 28 days; no resident ids in the answer.
+    # Only the organisation's residents, only the last 28 days; no resident ids in the answer.
     assert (body["doses_taken"], body["doses_missed"], body["rounds_saved"]) == (2, 1, 2)
     assert body["residents"] == 1 and "r-robot-1" not in r.text
     row = db.execute(
@@ -76,7 +81,7 @@ def test_robot_doses_refused_for_auditors_and_without_token(live: LiveServer, mi
     bad = httpx.get(
         f"{live.url}{URL}",
         params={"since": "2026-01-02T00:00:00+00:00", "until": "2026-01-01T00:00:00+00:00"},
-        headers={"Authorization": f"Bearer {mint('coord-robot', seed.KOMMUN_A, 'coordinator')}"},
+        headers={"Authorization": f"Bearer {mint('coord-robot', ORG, 'coordinator')}"},
         timeout=10,
     )
     assert bad.status_code == 422
