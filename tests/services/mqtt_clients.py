@@ -48,9 +48,17 @@ def connect(client: mqtt.Client, host: str, port: int, timeout: float = 10.0) ->
 
 
 def stop(client: mqtt.Client) -> None:
-    """Disconnect and stop the network thread."""
+    """Disconnect, stop the network thread, and drop callbacks.
+
+    Callbacks bound to a Collector make a reference cycle; the garbage collector
+    would then finalise paho's internal socket pair before the client closes it
+    (a ResourceWarning, an error in this suite). Without the cycle the client is
+    freed at once and closes its sockets itself.
+    """
     client.disconnect()
     client.loop_stop()
+    for name in ("on_connect", "on_message", "on_subscribe", "on_publish", "on_disconnect"):
+        setattr(client, name, None)
 
 
 class Collector:

@@ -35,6 +35,8 @@ def test_gateway_cannot_publish_under_another_gateways_id(mosquitto: Settings, p
     bridge = _bridge()
     bridge.subscribe("carechain/v1/gw/+/#")
     gw = new_client("acl-gw", "gw-test-1", TEST_ACCOUNTS["gw-test-1"], protocol=protocol)
+    puback: dict[int, int] = {}
+    gw.on_publish = lambda _c, _u, mid, reason, _p: puback.__setitem__(mid, reason.value)
     connect(gw, HOST, SECURE_PORT)
     try:
         forged = f"forged-{nonce}".encode()
@@ -46,6 +48,9 @@ def test_gateway_cannot_publish_under_another_gateways_id(mosquitto: Settings, p
         assert bridge.wait_for(own), "the gateway's own publish never reached the bridge"
         time.sleep(0.3)
         assert forged not in bridge.received(), "the broker delivered a publish under another gateway's id"
+        if protocol == mqtt.MQTTv5:
+            # MQTT 5 also tells the gateway: PUBACK reason 0x87 "Not authorized" (3.1.1 has no way to).
+            assert puback[info.mid] == 0x87
     finally:
         stop(gw)
         stop(bridge.client)
