@@ -1,0 +1,1 @@
+"""Storage: versioned migrations, the idempotent writer, queries and demo seed (psycopg lives here)."""
