@@ -35,11 +35,9 @@ AUDITOR = "audit-fhir"
 @pytest.fixture(scope="module")
 def seeded(db: psycopg.Connection[Any], app: Any) -> dict[str, Any]:
     """One resident with a home, devices, readings, scores, doses, alerts, consents and relations."""
-    from api.routes import fhir as fhir_routes
+    from tests.browser.app_factory import mount_page_and_fhir
 
-    # Until the core's ROUTERS lists the FHIR router, mount it on the test app the way create_app would.
-    if not any(getattr(r, "path", "") == "/fhir/R4/metadata" for r in app.routes):
-        app.include_router(fhir_routes.router)
+    mount_page_and_fhir(app)  # a no-op once api.routes.ROUTERS lists both routers
     seed.organisations(db)
     seed.resident(db, RID, HOME)
     seed.relation(db, NURSE, seed.KOMMUN_A, "hc-1", RID)

@@ -23,15 +23,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def fhir_schema(live: LiveServer, app: Any, db: Any) -> Any:
-    from api.routes import fhir, web
+    from tests.browser.app_factory import mount_page_and_fhir
 
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if "/fhir/R4/metadata" not in paths:  # until api.routes.ROUTERS lists them
-        app.include_router(fhir.router)
-        app.openapi_schema = None
-    if "/v1/statistics/medication-robot" not in paths:
-        app.include_router(web.router)
-        app.openapi_schema = None
+    mount_page_and_fhir(app)  # a no-op once api.routes.ROUTERS lists both routers
     seed.organisations(db)
     seed.resident(db, "r-fhir-schema", "h-fhir-schema")
     seed.relation(db, "nurse-fhir-schema", seed.KOMMUN_A, "hc-s", "r-fhir-schema")

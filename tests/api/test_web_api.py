@@ -21,10 +21,9 @@ ORG = "kommun-robot"  # its own municipality: other tests' doses in the shared d
 
 @pytest.fixture(scope="module")
 def seeded(db: psycopg.Connection[Any], app: Any) -> None:
-    from api.routes import web
+    from tests.browser.app_factory import mount_page_and_fhir
 
-    if "/v1/statistics/medication-robot" not in {getattr(r, "path", "") for r in app.routes}:
-        app.include_router(web.router)  # until api.routes.ROUTERS lists it
+    mount_page_and_fhir(app)  # a no-op once api.routes.ROUTERS lists both routers
     seed.organisations(db)
     db.execute(
         "INSERT INTO organisations (id, name, kind) VALUES (%s, 'Kommun Robot', 'municipality') ON CONFLICT DO NOTHING",

@@ -7,19 +7,27 @@ exactly what ``carechain api`` serves once it does.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from api.app import create_app
 from api.routes import fhir, web
 from carechain.settings import Settings
 
 
+def is_mounted(application: FastAPI, router: APIRouter) -> bool:
+    """Whether ``router`` is already included (FastAPI keeps included routers as a whole, not route by route)."""
+    return any(getattr(r, "original_router", None) is router for r in application.routes)
+
+
+def mount_page_and_fhir(application: FastAPI) -> FastAPI:
+    """Include the web and FHIR routers unless ``create_app`` already did."""
+    for router in (web.router, fhir.router):
+        if not is_mounted(application, router):
+            application.include_router(router)
+            application.openapi_schema = None
+    return application
+
+
 def app() -> FastAPI:
     """uvicorn factory."""
-    application = create_app(Settings(), sse_heartbeat_s=1.0)
-    paths = {getattr(r, "path", "") for r in application.routes}
-    if "/" not in paths:
-        application.include_router(web.router)
-    if "/fhir/R4/metadata" not in paths:
-        application.include_router(fhir.router)
-    return application
+    return mount_page_and_fhir(create_app(Settings(), sse_heartbeat_s=1.0))
