@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
 from api import problems
+from api.audit import AuditWriter
 from api.auth import LocalIssuer, TokenValidator, local_issuer
 from api.deps import OrgDirectory
 from api.middleware import Metrics as ApiMetrics
@@ -68,6 +69,7 @@ class ApiState:
     issuer: LocalIssuer | None
     metrics: ApiMetrics
     stream: AlertStream
+    audit_writer: AuditWriter
     orgs: OrgDirectory = field(default_factory=OrgDirectory)
 
     @property
@@ -90,16 +92,19 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
     )
     metrics = ApiMetrics()
     stream = AlertStream(settings, metrics, heartbeat_s=sse_heartbeat_s)
-    state = ApiState(settings, pool, validator, issuer, metrics, stream)
+    audit_writer = AuditWriter(pool)
+    state = ApiState(settings, pool, validator, issuer, metrics, stream, audit_writer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)
-        await stream.start(pool)
+        audit_writer.start()
+        await stream.start(pool, audit_writer)
         try:
             yield
         finally:
             await stream.stop()
+            audit_writer.stop()
             pool.close()
 
     app = FastAPI(

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from api.access import Outcome, Purpose, UserContext
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg_pool import ConnectionPool
 
 #: The request id of the HTTP request being served (set by the API middleware).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("carechain_request_id", default=None)
@@ -183,6 +186,86 @@ def record(
         request_id=request_id,
     )
     return record_many(conn, [e])[0]
+
+
+class AuditWriter:
+    """Group commit for the audit chain: entries of concurrent requests go into one append.
+
+    Every append waits for a WAL flush (the row must be durable before the data leave the API), and the chain
+    lock is held until then; one writer thread appending whatever has queued while the previous flush ran
+    turns N flushes into one. Callers block (or await) until their rows are durable.
+    """
+
+    def __init__(self, pool: ConnectionPool, max_batch: int = 5000) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self._pending: list[tuple[Sequence[AuditEntry], Future[list[int]]]] = []
+        self._cv = threading.Condition()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.rows = 0
+
+    def start(self) -> None:
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def submit(self, entries: Sequence[AuditEntry]) -> Future[list[int]]:
+        fut: Future[list[int]] = Future()
+        if not entries:
+            fut.set_result([])
+            return fut
+        with self._cv:
+            if self._stopped:
+                fut.set_exception(RuntimeError("audit writer stopped"))
+                return fut
+            self._pending.append((entries, fut))
+            self._cv.notify()
+        return fut
+
+    def write(self, entries: Sequence[AuditEntry], timeout: float = 30.0) -> list[int]:
+        """Append and wait until durable; returns the row ids."""
+        return self.submit(entries).result(timeout)
+
+    def _take(self) -> list[tuple[Sequence[AuditEntry], Future[list[int]]]]:
+        with self._cv:
+            while not self._pending and not self._stopped:
+                self._cv.wait()
+            batch: list[tuple[Sequence[AuditEntry], Future[list[int]]]] = []
+            n = 0
+            while self._pending and (not batch or n + len(self._pending[0][0]) <= self.max_batch):
+                item = self._pending.pop(0)
+                batch.append(item)
+                n += len(item[0])
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                return  # stopped and drained
+            flat = [e for entries, _ in batch for e in entries]
+            try:
+                with self.pool.connection() as conn:
+                    ids = record_many(conn, flat)
+            except Exception as e:  # every waiting request fails with it: no data leave without their row
+                for _, fut in batch:
+                    fut.set_exception(e)
+                continue
+            self.batches += 1
+            self.rows += len(ids)
+            i = 0
+            for entries, fut in batch:
+                fut.set_result(ids[i : i + len(entries)])
+                i += len(entries)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,13 +84,15 @@ class AlertStream:
         self.heartbeat_s = heartbeat_s
         self.subscribers: set[Subscriber] = set()
         self.pool: ConnectionPool | None = None
+        self.writer: audit.AuditWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
         self.last_dispatch_ms: float | None = None
 
-    async def start(self, pool: ConnectionPool | None = None) -> None:
+    async def start(self, pool: ConnectionPool | None = None, writer: audit.AuditWriter | None = None) -> None:
         if pool is not None:
             self.pool = pool
+        self.writer = writer
         self._task = asyncio.create_task(self._listen_forever(), name="alert-stream-listen")
 
     async def stop(self) -> None:
@@ -138,9 +140,12 @@ class AlertStream:
     def _audit(self, entries: list[audit.AuditEntry]) -> None:
         if not entries:
             return
-        assert self.pool is not None
-        with self.pool.connection() as conn:
-            audit.record_many(conn, entries)
+        if self.writer is not None:
+            self.writer.write(entries)
+        else:
+            assert self.pool is not None
+            with self.pool.connection() as conn:
+                audit.record_many(conn, entries)
         self.metrics.audit_rows.inc(len(entries))
 
     def _deliveries(

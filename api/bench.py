@@ -1,0 +1,332 @@
+"""``carechain bench api``: latency of the alert list and a resident's 30-day timeline under many concurrent
+clients, and the live stream's fan-out to many subscribers.
+
+Runs against a private database on the configured PostgreSQL server and a real ``carechain api`` process
+(uvicorn) on a free port; the load comes from this process (httpx, asyncio). Each client is a nurse with her
+own token and care relations; a client sends a request, waits for the answer, thinks, and repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.types.json import Jsonb
+
+from api.auth import LocalIssuer
+from carechain.bench import percentiles, progress
+from carechain.settings import Settings
+
+ORG = "bench-kommun"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=200, help="concurrent clients (nurses)")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase")
+    parser.add_argument("--think-ms", type=float, default=1000.0, help="pause between a client's requests")
+    parser.add_argument("--residents", type=int, default=400)
+    parser.add_argument("--residents-per-nurse", type=int, default=10)
+    parser.add_argument("--alerts-per-resident", type=int, default=10)
+    parser.add_argument("--timeline-residents", type=int, default=20, help="residents with 30 days of readings")
+    parser.add_argument("--readings-per-hour", type=int, default=12)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--sse-alerts", type=int, default=5, help="alerts sent to the subscribers, one at a time")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the API")
+    parser.add_argument("--keep-db", action="store_true")
+
+
+# --- set-up ---------------------------------------------------------------------------------------
+
+
+def _db_url(base: str, name: str) -> str:
+    return base.rpartition("/")[0] + "/" + name
+
+
+def _migrate(url: str) -> str:
+    try:
+        import importlib
+
+        runner: Any = importlib.import_module("carechain.db.migrate")
+        runner.migrate(url)
+        return "carechain.db.migrate"
+    except ImportError:
+        pass
+    # Development tree without the storage runner: the API tests' stand-in for the core tables.
+    stub = Path(__file__).parents[1] / "tests" / "api" / "core_stub.sql"
+    migrations = Path(__file__).parents[1] / "carechain" / "db" / "migrations"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(stub.read_text())
+        for f in sorted(migrations.glob("0[2-9]*.sql")):
+            if not f.name.endswith(".timescale.sql"):
+                conn.execute(f.read_text())
+                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (int(f.name[:4]), f.name))
+    return "stub (tests/api/core_stub.sql)"
+
+
+def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    residents = [f"rb-{i:05d}" for i in range(args.residents)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO organisations (id, name, kind) VALUES (%s, 'Bench kommun', 'municipality')", (ORG,))
+        with conn.cursor() as cur:
+            with cur.copy("COPY homes (id, org_id) FROM STDIN") as cp:
+                for r in residents:
+                    cp.write_row((f"h-{r}", ORG))
+            with cur.copy("COPY residents (id, home_id, org_id) FROM STDIN") as cp:
+                for r in residents:
+                    cp.write_row((r, f"h-{r}", ORG))
+            with cur.copy(
+                "COPY care_relations (user_id, org_id, unit, resident_id, kind, valid_from, created_by) FROM STDIN"
+            ) as cp:
+                for n in range(args.clients):
+                    for k in range(args.residents_per_nurse):
+                        r = residents[(n * args.residents_per_nurse + k) % len(residents)]
+                        cp.write_row((f"nurse-{n}", ORG, "hc", r, "care_team", now - timedelta(days=1), "bench"))
+                for s in range(50):  # the subscribers' nurses all care for resident 0
+                    cp.write_row((f"sse-{s}", ORG, "hc", residents[0], "care_team", now - timedelta(days=1), "bench"))
+        progress(f"seeding {len(residents) * args.alerts_per_resident} alerts")
+        with conn.cursor() as cur:
+            for r in residents:
+                cur.executemany(
+                    "INSERT INTO alerts (resident_id, kind, family, severity, status, detector, detector_version,"
+                    " reason, reason_sv, evidence, responsible_org_id, created_at)"
+                    " VALUES (%s, %s, %s, 'high', 'proposed', %s, '1.0', 'Bench alert.', 'Benchlarm.', %s, %s, %s)",
+                    [
+                        (
+                            r,
+                            "fall" if a % 3 else "infection_signs",
+                            "welfare" if a % 3 else "clinical",
+                            "fall",
+                            Jsonb({"score": 0.9}),
+                            ORG,
+                            now - timedelta(hours=a * 7),
+                        )
+                        for a in range(args.alerts_per_resident)
+                    ],
+                )
+        timeline = residents[: args.timeline_residents]
+        progress(f"seeding 30 days of readings for {len(timeline)} residents")
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY observations (event_id, resident_id, ts, kind, value, device_id, room) FROM STDIN") as cp,
+        ):
+            step = 60 // args.readings_per_hour
+            for r in timeline:
+                for h in range(30 * 24):
+                    for k in range(args.readings_per_hour):
+                        ts = now - timedelta(hours=h, minutes=k * step)
+                        kind = "motion" if k % 3 else "heart_rate"
+                        cp.write_row((f"{r}-{h}-{k}", r, ts, kind, 1.0 if kind == "motion" else 60 + k, "d", "hall"))
+        conn.execute("ANALYZE")
+    return {"residents": residents, "timeline": timeline}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(url: str, state_dir: str, workers: int) -> Iterator[str]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CARECHAIN_DATABASE_URL": url,
+        "CARECHAIN_STATE_DIR": state_dir,
+        "CARECHAIN_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "carechain.cli", "api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the API did not become ready")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --- load -----------------------------------------------------------------------------------------
+
+
+async def _load(base: str, tokens: list[str], paths: list[str], duration: float, think_s: float) -> dict[str, Any]:
+    samples: list[float] = []
+    errors = 0
+    stop = time.monotonic() + duration
+    limits = httpx.Limits(max_connections=len(tokens) + 10, max_keepalive_connections=len(tokens) + 10)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as c:
+
+        async def client(i: int) -> None:
+            nonlocal errors
+            headers = {"Authorization": f"Bearer {tokens[i]}"}
+            await asyncio.sleep(think_s * i / len(tokens))  # spread the first requests
+            path = paths[i % len(paths)]
+            while time.monotonic() < stop:
+                t0 = time.perf_counter()
+                r = await c.get(path, headers=headers)
+                samples.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    errors += 1
+                await asyncio.sleep(think_s)
+
+        started = time.monotonic()
+        await asyncio.gather(*(client(i) for i in range(len(tokens))))
+        elapsed = time.monotonic() - started
+    return {**percentiles(samples), "requests_per_s": round(len(samples) / elapsed, 1), "errors": errors}
+
+
+async def _fanout(
+    base: str, url: str, tokens: list[str], n_subscribers: int, n_alerts: int, resident: str
+) -> dict[str, Any]:
+    received: dict[int, list[float]] = {}
+    connected = 0
+    limits = httpx.Limits(max_connections=n_subscribers + 10, max_keepalive_connections=0)
+    timeout = httpx.Timeout(30, read=120)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as c:
+
+        async def subscriber(i: int) -> None:
+            nonlocal connected
+            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+            async with c.stream("GET", "/v1/alerts/stream", headers=headers) as r:
+                connected += 1
+                async for line in r.aiter_lines():
+                    if line.startswith("id: "):
+                        received.setdefault(int(line[4:]), []).append(time.perf_counter())
+
+        tasks = [asyncio.create_task(subscriber(i)) for i in range(n_subscribers)]
+        deadline = time.monotonic() + 60
+        while connected < n_subscribers and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        progress(f"{connected} subscribers connected")
+        await asyncio.sleep(1.0)
+        latencies: list[float] = []
+        complete = 0
+        sent: list[tuple[int, float]] = []
+        with psycopg.connect(url, autocommit=True) as conn:
+            for _ in range(n_alerts):
+                with conn.transaction():
+                    a = conn.execute(
+                        "INSERT INTO alerts (resident_id, kind, family, severity, status, responsible_org_id)"
+                        " VALUES (%s, 'fall', 'welfare', 'critical', 'proposed', %s) RETURNING id",
+                        (resident, ORG),
+                    ).fetchone()
+                    assert a is not None
+                    e = conn.execute(
+                        "INSERT INTO alert_events (alert_id, type) VALUES (%s, 'proposed') RETURNING id", (a[0],)
+                    ).fetchone()
+                    assert e is not None
+                    conn.execute("SELECT pg_notify('carechain_alert_events', %s)", (str(e[0]),))
+                t_commit = time.perf_counter()
+                sent.append((int(e[0]), t_commit))
+                await asyncio.sleep(2.0)
+        for eid, t_commit in sent:
+            times = received.get(eid, [])
+            latencies += [(t - t_commit) * 1000 for t in times]
+            if len(times) >= n_subscribers:
+                complete += 1
+            progress(
+                f"alert event {eid}: {len(times)}/{n_subscribers} subscribers, slowest "
+                f"{max(((t - t_commit) * 1000 for t in times), default=float('nan')):.0f} ms"
+            )
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    worst = [max((t - tc) * 1000 for t in received.get(eid, [tc])) for eid, tc in sent]
+    return {
+        "subscribers": n_subscribers,
+        "connected": connected,
+        "alerts": n_alerts,
+        "alerts_reaching_every_subscriber": complete,
+        **percentiles(latencies),
+        "slowest_subscriber_ms_per_alert": [round(w, 1) for w in worst],
+    }
+
+
+def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Set up, load, measure, clean up; returns the JSON result."""
+    name = f"cc_bench_api_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _db_url(settings.database_url, name)
+    state_dir = tempfile.mkdtemp(prefix="cc-bench-api-")
+    try:
+        schema = _migrate(url)
+        progress(f"database {name} ({schema}); seeding")
+        world = _seed(url, args)
+        issuer = LocalIssuer(Path(state_dir), settings.jwt_issuer, settings.jwt_audience)
+        tokens = [issuer.mint(f"nurse-{n}", ORG, "nurse", "hc", ttl_s=7200) for n in range(args.clients)]
+        sse_tokens = [issuer.mint(f"sse-{s}", ORG, "nurse", "hc", ttl_s=7200) for s in range(50)]
+        since = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        timeline_paths = [
+            f"/v1/residents/{r}/timeline?interval=1h&since={since.replace('+', '%2B')}" for r in world["timeline"]
+        ]
+        with _server(url, state_dir, args.workers) as base:
+            # Every client also cares for one of the residents with 30 days of readings.
+            with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO care_relations (user_id, org_id, unit, resident_id, kind, created_by)"
+                    " VALUES (%s, %s, 'hc', %s, 'care_team', 'bench')",
+                    [(f"nurse-{n}", ORG, world["timeline"][n % len(world["timeline"])]) for n in range(args.clients)],
+                )
+            think = args.think_ms / 1000
+            progress(f"alert list: {args.clients} clients for {args.duration:.0f} s (think {args.think_ms:.0f} ms)")
+            alert_list = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think))
+            progress(f"  {alert_list}")
+            progress(f"timeline 30 days hourly: {args.clients} clients for {args.duration:.0f} s")
+            per_client = [timeline_paths[n % len(timeline_paths)] for n in range(args.clients)]
+            timeline = asyncio.run(_load(base, tokens, per_client, args.duration, think))
+            progress(f"  {timeline}")
+            progress(f"saturation (no think time): alert list, {args.clients} clients for 5 s")
+            saturated = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0))
+            progress(f"  {saturated}")
+            progress(f"SSE fan-out to {args.subscribers} subscribers")
+            fanout = asyncio.run(
+                _fanout(base, url, sse_tokens, args.subscribers, args.sse_alerts, world["residents"][0])
+            )
+        return {
+            "schema": schema,
+            "clients": args.clients,
+            "think_ms": args.think_ms,
+            "api_workers": args.workers,
+            "alert_list": alert_list,
+            "timeline_30d_hourly": timeline,
+            "alert_list_saturated": saturated,
+            "sse_fanout": fanout,
+            "p50_ms": alert_list["p50_ms"],
+            "p99_ms": alert_list["p99_ms"],
+            "targets": {"p99_ms": 100, "sse_every_subscriber_ms": 500},
+        }
+    finally:
+        if not args.keep_db:
+            with psycopg.connect(settings.database_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
