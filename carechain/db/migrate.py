@@ -35,6 +35,10 @@ class Migration:
     filename: str
     sql: str
 
+    def applies(self, timescale: bool) -> bool:
+        """Whether this file runs in the given mode."""
+        return self.variant == "all" or (self.variant == "timescale") == timescale
+
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
@@ -101,14 +105,14 @@ def migrate(dsn: str, target: int | None = None) -> MigrationResult:
             mode = "timescaledb" if timescale else "postgresql"
             done: list[str] = []
             for m in migrations:
-                if m.variant == "timescale" and not timescale or m.variant == "plain" and timescale:
+                if not m.applies(timescale):
                     continue
                 if m.filename in applied:
                     if applied[m.filename] != m.checksum:
                         log.warning("migration %s changed after it was applied; not re-running it", m.filename)
                     continue
                 with conn.transaction():
-                    conn.execute(m.sql.encode())  # type: ignore[call-overload]
+                    conn.execute(m.sql.encode())
                     conn.execute(
                         "INSERT INTO schema_migrations (filename, version, variant, checksum) VALUES (%s, %s, %s, %s)",
                         (m.filename, m.version, m.variant, m.checksum),
@@ -126,15 +130,11 @@ def status(dsn: str) -> dict[str, object]:
     """Mode, database version, code version and pending files."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         has_table = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
-        applied = (
-            {r[0] for r in conn.execute("SELECT filename FROM schema_migrations")} if has_table and has_table[0] else set()
-        )
+        applied: set[str] = set()
+        if has_table and has_table[0]:
+            applied = {r[0] for r in conn.execute("SELECT filename FROM schema_migrations")}
         ts = bool(conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone())
     mode = "timescaledb" if ts else "postgresql"
-    pending = [
-        m.filename
-        for m in available_migrations()
-        if m.filename not in applied and not (m.variant == "timescale" and not ts or m.variant == "plain" and ts)
-    ]
+    pending = [m.filename for m in available_migrations() if m.filename not in applied and m.applies(ts)]
     db_version = max((int(f[:4]) for f in applied), default=0)
     return {"mode": mode, "db_version": db_version, "code_version": code_version(), "pending": pending}
