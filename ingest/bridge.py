@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,10 +43,18 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> RegistrySnapshot: ...
 
 
-class BatchSink(Protocol):
-    """Where outputs go: returns only when every record is durable, else raises."""
+class Pending(Protocol):
+    """Records handed to a sink: ``done()`` polls, ``wait()`` blocks (raising DeliveryError)."""
 
-    def send_all(self, records: list[Record]) -> None: ...
+    def done(self) -> bool: ...
+
+    def wait(self) -> None: ...
+
+
+class BatchSink(Protocol):
+    """Where outputs go. ``send_batch`` hands records over without waiting for durability."""
+
+    def send_batch(self, records: list[Record]) -> Pending: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,9 @@ class BridgeTuning:
 
     batch_max_messages: int = 500
     batch_wait_ms: float = 5.0
+    #: Batches handed to Kafka and not yet acknowledged: routing the next batch overlaps the
+    #: wait for the previous one's acks. MQTT acks still go out strictly in arrival order.
+    max_inflight_batches: int = 4
     stats_interval_s: float = 30.0
     retry_backoff_max_s: float = 10.0
 
@@ -135,20 +146,28 @@ class Bridge:
     # the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Process batches until ``stop`` is set; the batch in hand is finished first."""
+        """Process batches until ``stop`` is set; batches already sent are finished first."""
         next_stats = time.monotonic() + self.tuning.stats_interval_s
+        inflight: deque[tuple[list[InboundMessage], list[Record], Pending]] = deque()
         while not stop.is_set():
-            batch = self._next_batch()
+            # With batches in flight, look for new messages only briefly: their acks come first.
+            batch = self._next_batch(0.001 if inflight else 0.2)
             if batch:
-                self.handle_batch(batch, stop)
+                records = self.route_batch(batch)
+                inflight.append((batch, records, self._send(records, stop)))
+            while inflight and (not batch or len(inflight) >= self.tuning.max_inflight_batches
+                                or inflight[0][2].done()):
+                self._complete(*inflight.popleft(), stop)
             if time.monotonic() >= next_stats:
                 self.log_stats()
                 next_stats = time.monotonic() + self.tuning.stats_interval_s
+        while inflight:
+            self._complete(*inflight.popleft(), stop)
         self.log_stats()
 
-    def _next_batch(self) -> list[InboundMessage]:
+    def _next_batch(self, first_wait_s: float) -> list[InboundMessage]:
         try:
-            first = self.inbox.get(timeout=0.2)
+            first = self.inbox.get(timeout=first_wait_s)
         except queue.Empty:
             return []
         batch = [first]
@@ -172,23 +191,36 @@ class Bridge:
     def handle_batch(self, batch: list[InboundMessage], stop: threading.Event | None = None) -> None:
         """Route, produce (waiting for every Kafka ack, retrying), then ack the MQTT messages in order."""
         records = self.route_batch(batch)
+        self._complete(batch, records, self._send(records, stop), stop)
+
+    def _send(self, records: list[Record], stop: threading.Event | None) -> Pending:
+        try:
+            return self.sink.send_batch(records)
+        except DeliveryError:
+            return _Failed()  # retried in _complete, in order
+
+    def _complete(self, batch: list[InboundMessage], records: list[Record], pending: Pending,
+                  stop: threading.Event | None) -> bool:
+        """Wait for a batch's Kafka acks (re-sending it until Kafka takes it), then ack its messages."""
         backoff = 0.1
         while True:
             try:
-                self.sink.send_all(records)
+                pending.wait()
                 break
             except DeliveryError as exc:
-                # Retrying may duplicate what Kafka did take; losing it is not an option.
+                # Re-sending may duplicate what Kafka did take; losing it is not an option.
                 self.metrics.kafka_retries += 1
                 log.warning("Kafka did not acknowledge a batch of %d records (%s); retrying", len(records), exc)
                 if stop is not None and stop.wait(backoff):
                     log.warning("stopping with an unacknowledged batch: the broker will redeliver it")
-                    return
+                    return False
                 backoff = min(backoff * 2, self.tuning.retry_backoff_max_s)
+                pending = self._send(records, stop)
         for msg in batch:
             if not self.ack(msg):
                 self.metrics.unacked_stale += 1
         self.metrics.batches += 1
+        return True
 
     def route_batch(self, batch: list[InboundMessage]) -> list[Record]:
         """The Kafka records for a batch, in message order; updates the counters."""
@@ -241,3 +273,13 @@ class Bridge:
         """One log line of counters (no personal data: topics and reason codes only)."""
         log.info("bridge stats %s", json.dumps(self.metrics.as_dict(), sort_keys=True))
 
+
+
+class _Failed:
+    """A batch the sink refused outright; waiting on it raises so that it is re-sent."""
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self) -> None:
+        raise DeliveryError("the sink refused the batch")

@@ -60,6 +60,33 @@ class ProducerTuning:
     max_in_flight: int = 5  # <= 5 keeps order with idempotence on retries
 
 
+class PendingBatch:
+    """Records handed to the producer, not yet known to be acknowledged."""
+
+    def __init__(self, futures: list[Any], deadline: float) -> None:
+        self._futures = futures
+        self._deadline = deadline
+        self._checked = 0  # futures before this index are known to be done
+
+    def done(self) -> bool:
+        """True once Kafka answered for every record (success or failure); never blocks."""
+        futures = self._futures
+        while self._checked < len(futures) and futures[self._checked].is_done:
+            self._checked += 1
+        return self._checked == len(futures)
+
+    def wait(self) -> None:
+        """Block until every record is acknowledged; :class:`DeliveryError` if any is not."""
+        for fut in self._futures:
+            if not fut.is_done:
+                try:
+                    fut.get(timeout=max(0.0, self._deadline - time.monotonic()))
+                except KafkaError as exc:
+                    raise DeliveryError(f"record not acknowledged: {type(exc).__name__}") from exc
+            if fut.failed():
+                raise DeliveryError(f"record not acknowledged: {type(fut.exception).__name__}") from fut.exception
+
+
 class EventProducer:
     """A kafka-python producer with acks=all and idempotence, sending in acknowledged batches."""
 
@@ -87,27 +114,26 @@ class EventProducer:
             allow_auto_create_topics=False,
         )
 
+    def send_batch(self, records: Sequence[Record]) -> PendingBatch:
+        """Hand ``records`` (in order) to the producer without waiting; the result tells when
+        Kafka acknowledged them. ``linger_ms`` decides when they go out."""
+        send = self._producer.send
+        try:
+            futures = [send(r.topic, value=r.value, key=r.key) for r in records]
+        except KafkaError as exc:
+            raise DeliveryError(f"send failed: {type(exc).__name__}") from exc
+        return PendingBatch(futures, time.monotonic() + self.delivery_timeout_s)
+
     def send_all(self, records: Sequence[Record]) -> None:
         """Produce ``records`` (in order) and return once Kafka acknowledged all of them.
 
         Raises :class:`DeliveryError` when any record failed or the acks did not come
         in time; the caller must then not acknowledge the inputs.
         """
-        if not records:
-            return
-        send = self._producer.send
-        try:
-            futures = [send(r.topic, value=r.value, key=r.key) for r in records]
-        except KafkaError as exc:
-            raise DeliveryError(f"send failed: {type(exc).__name__}") from exc
-        deadline = time.monotonic() + self.delivery_timeout_s
+        pending = self.send_batch(records)
         # flush() sends what lingers and waits for the in-flight requests.
         self._producer.flush(timeout=self.delivery_timeout_s)
-        for fut in futures:
-            if not fut.is_done:
-                fut.get(timeout=max(0.0, deadline - time.monotonic()))
-            if fut.failed():
-                raise DeliveryError(f"record not acknowledged: {type(fut.exception).__name__}") from fut.exception
+        pending.wait()
 
     def partitions(self, topic: str) -> set[int]:
         """The topic's partitions (fetches metadata; raises when the topic does not exist)."""

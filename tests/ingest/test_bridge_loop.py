@@ -30,12 +30,21 @@ class MemorySink:
         self.failures = failures
         self.calls = 0
 
-    def send_all(self, records: list[Record]) -> None:
+    def send_batch(self, records: list[Record]) -> Done:
         self.calls += 1
         if self.failures:
             self.failures -= 1
             raise DeliveryError("broker unavailable")
         self.records += records
+        return Done()
+
+
+class Done:
+    def done(self) -> bool:
+        return True
+
+    def wait(self) -> None:
+        return None
 
 
 def snapshot(active: bool = True) -> RegistrySnapshot:
@@ -154,3 +163,54 @@ def test_run_loop_batches_offered_messages_and_stops() -> None:
     t.join(5)
     assert acked == list(range(250)) and len(sink.records) == 250
     assert b.metrics.batches >= 3  # batch_max_messages=100
+
+
+class LaterSink:
+    """Acknowledges nothing until waited on; the first batch fails once when waited on."""
+
+    def __init__(self, acked: list[int]) -> None:
+        self.records: list[Record] = []
+        self.acked = acked
+        self.failed_once = False
+        self.acked_when_first_waited: list[int] | None = None
+
+    def send_batch(self, records: list[Record]) -> Later:
+        self.records += records
+        return Later(self, first=not self.records[: -len(records)])
+
+
+class Later:
+    def __init__(self, sink: LaterSink, first: bool) -> None:
+        self.sink, self.first = sink, first
+
+    def done(self) -> bool:
+        return False
+
+    def wait(self) -> None:
+        if self.sink.acked_when_first_waited is None:
+            self.sink.acked_when_first_waited = list(self.sink.acked)
+        if self.first and not self.sink.failed_once:
+            self.sink.failed_once = True
+            raise DeliveryError("timeout")
+
+
+def test_pipelined_batches_are_acked_in_order_only_after_kafka_and_failures_resent() -> None:
+    acked: list[int] = []
+    sink = LaterSink(acked)
+    b = Bridge(FixedRegistry(snapshot()), sink, lambda m: acked.append(m.mid) or True, TOPICS,  # type: ignore[func-returns-value]
+               BridgeTuning(batch_max_messages=10, batch_wait_ms=0, stats_interval_s=3600, max_inflight_batches=3),
+               clock=lambda: NOW)
+    for i in range(40):
+        b.offer(msg(i, good(i)))
+    stop = threading.Event()
+    t = threading.Thread(target=b.run, args=(stop,))
+    t.start()
+    for _ in range(100):
+        if len(acked) == 40:
+            break
+        threading.Event().wait(0.05)
+    stop.set()
+    t.join(5)
+    assert acked == list(range(40))
+    assert sink.acked_when_first_waited == []  # nothing acked before Kafka answered
+    assert b.metrics.kafka_retries == 1 and len(sink.records) == 50  # the failed batch was sent again

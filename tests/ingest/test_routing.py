@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from carechain.events import Event, Kind, Lane
 from ingest.routing import (
@@ -227,3 +229,31 @@ def test_snapshot_size_and_lookup() -> None:
     assert len(REG) == 9
     assert REG.device("m-1") is not None and REG.device("nobody") is None
     assert REG.residents_behind("nowhere") == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind_value=st.sampled_from([
+        ("motion", True), ("motion", False), ("heart_rate", 20), ("heart_rate", 249.99), ("spo2", 97.5),
+        ("temperature", 36.6), ("battery", 0), ("door", "open"), ("bed", "out"), ("fall", True),
+        ("medication.dose_taken", "08:00"), ("medication.fault", 'jam "A"\\'), ("medication.refill_needed", 0),
+        ("gateway.heartbeat", None),
+    ]),
+    resident=st.text(min_size=1, max_size=12),
+    home=st.text(min_size=1, max_size=12),
+    room=st.one_of(st.none(), st.text(max_size=8)),
+    seq=st.integers(min_value=0, max_value=2**63 - 1),
+    micros=st.integers(min_value=0, max_value=999_999),
+    with_unit=st.booleans(),
+)
+def test_hot_path_bytes_equal_event_to_json(kind_value: tuple[str, object], resident: str, home: str,
+                                            room: str | None, seq: int, micros: int, with_unit: bool) -> None:
+    kind, value = kind_value
+    reg = RegistrySnapshot([RegisteredDevice("d-1", "gw-1", home, resident, room, "x", True)])
+    r = reading(device_id="d-1", kind=kind, value=value, seq=seq,
+                ts=(NOW - timedelta(seconds=1, microseconds=micros)).isoformat())
+    if with_unit and kind in ("heart_rate", "spo2", "temperature", "battery"):
+        r["unit"] = {"heart_rate": "bpm", "temperature": "Cel"}.get(kind, "%")
+    [out] = route(EV, enc(r), reg, NOW + timedelta(microseconds=micros))
+    assert isinstance(out, Forward)
+    assert out.value == Event.from_json(out.value).to_json()
