@@ -72,7 +72,12 @@ def resident_facts(conn: Connection[Any], resident_id: str) -> ResidentFacts | N
 
 def resident(conn: Connection[Any], resident_id: str) -> fhir.ResidentRecord | None:
     """The resident with identity fields; the mapping shows them only when the caller may see them."""
-    r = store.resident_identity(conn, resident_id)
+    r = _one(
+        conn,
+        "SELECT r.resident_id, r.kommun_org_id, r.active, i.name, i.personnummer FROM residents r"
+        " LEFT JOIN resident_identities i ON i.resident_id = r.resident_id WHERE r.resident_id = %s",
+        (resident_id,),
+    )
     if r is None:
         return None
     given, family = None, None
@@ -80,8 +85,9 @@ def resident(conn: Connection[Any], resident_id: str) -> fhir.ResidentRecord | N
         parts = str(r["name"]).rsplit(" ", 1)
         given, family = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
     return fhir.ResidentRecord(
-        resident_id=str(r["id"]),
-        org_id=_str(r.get("org_id")),
+        resident_id=str(r["resident_id"]),
+        org_id=_str(r.get("kommun_org_id")),
+        active=bool(r.get("active", True)),
         given_name=given,
         family_name=family,
         personnummer=_str(r.get("personnummer")),
@@ -91,28 +97,33 @@ def resident(conn: Connection[Any], resident_id: str) -> fhir.ResidentRecord | N
 # --- Device: gateways and the sensors/robots under them ------------------------------------------
 
 
-def _gateway_online(conn: Connection[Any], g: Row) -> bool:
-    """Offline while revoked or while a "gateway silent" alert of its home is open."""
+#: A gateway heartbeats every 15 s; silent for longer than this counts as offline (care plan default + slack).
+GATEWAY_SILENCE = timedelta(seconds=60)
+
+
+def _gateway_online(conn: Connection[Any], g: Row, now: datetime) -> bool:
+    """Offline while revoked, silent, or while a "gateway silent" alert of its home is open."""
     if g.get("revoked_at") is not None:
         return False
-    if "online" in g and g["online"] is not None:
-        return bool(g["online"])
+    if g.get("last_seen_at") is not None:
+        return bool(now - g["last_seen_at"] <= GATEWAY_SILENCE)
     open_silent = _one(
         conn,
-        "SELECT 1 FROM alerts a JOIN residents r ON r.id = a.resident_id WHERE r.home_id = %s"
+        "SELECT 1 FROM alerts a JOIN residents r ON r.resident_id = a.resident_id WHERE r.home_id = %s"
         " AND a.kind = 'gateway_silent' AND a.status = ANY(%s) LIMIT 1",
         (g["home_id"], list(ACTIVE_ALERT)),
     )
     return open_silent is None
 
 
-def _gateway_record(conn: Connection[Any], g: Row, resident_id: str | None) -> fhir.DeviceRecord:
+def _gateway_record(conn: Connection[Any], g: Row, resident_id: str | None, now: datetime) -> fhir.DeviceRecord:
     return fhir.DeviceRecord(
-        device_id=str(g["id"]),
+        device_id=str(g["gateway_id"]),
         device_kind="gateway",
         resident_id=resident_id,
         home_id=_str(g.get("home_id")),
-        online=_gateway_online(conn, g),
+        online=_gateway_online(conn, g, now),
+        last_seen=g.get("last_seen_at"),
         active=g.get("revoked_at") is None,
     )
 
@@ -121,23 +132,27 @@ def _sensor_record(conn: Connection[Any], d: Row, now: datetime) -> fhir.DeviceR
     seen = _one(
         conn,
         "SELECT max(ts) AS last_seen FROM observations WHERE resident_id = %s AND device_id = %s AND ts >= %s",
-        (d["resident_id"], d["id"], now - SENSOR_SILENCE),
+        (d["owner"], d["device_id"], now - SENSOR_SILENCE),
     )
     last_seen = seen["last_seen"] if seen else None
     return fhir.DeviceRecord(
-        device_id=str(d["id"]),
-        device_kind=str(d.get("kind") or "sensor"),
-        resident_id=_str(d.get("resident_id")),
+        device_id=str(d["device_id"]),
+        device_kind=str(d.get("device_kind") or "sensor"),
+        resident_id=_str(d.get("owner")),
         gateway_id=_str(d.get("gateway_id")),
+        home_id=_str(d.get("home_id")),
         room=d.get("room"),
-        online=last_seen is not None,
+        online=last_seen is not None and d.get("removed_at") is None,
         last_seen=last_seen,
+        active=d.get("removed_at") is None,
     )
 
 
-def _home_resident(conn: Connection[Any], home_id: str) -> str | None:
-    r = _one(conn, "SELECT id FROM residents WHERE home_id = %s ORDER BY id LIMIT 1", (home_id,))
-    return str(r["id"]) if r else None
+#: The home's (first active) resident: whose data a shared gateway or an unassigned sensor is.
+_OWNER = (
+    "(SELECT x.resident_id FROM residents x WHERE x.home_id = {home} AND x.active"
+    " ORDER BY x.created_at, x.resident_id LIMIT 1)"
+)
 
 
 def device(conn: Connection[Any], device_id: str) -> fhir.DeviceRecord | None:
@@ -145,16 +160,20 @@ def device(conn: Connection[Any], device_id: str) -> fhir.DeviceRecord | None:
     now = datetime.now(UTC)
     d = _one(
         conn,
-        "SELECT d.*, coalesce(d.resident_id, (SELECT r.id FROM residents r WHERE r.home_id = g.home_id"
-        " ORDER BY r.id LIMIT 1)) AS owner FROM devices d JOIN gateways g ON g.id = d.gateway_id WHERE d.id = %s",
+        f"SELECT d.*, coalesce(d.resident_id, {_OWNER.format(home='d.home_id')}) AS owner FROM devices d"
+        " WHERE d.device_id = %s",
         (device_id,),
     )
     if d is not None:
-        return _sensor_record(conn, {**d, "resident_id": d["owner"]}, now)
-    g = store.gateway(conn, device_id)
+        return _sensor_record(conn, d, now)
+    g = _one(
+        conn,
+        f"SELECT g.*, {_OWNER.format(home='g.home_id')} AS owner FROM gateways g WHERE g.gateway_id = %s",
+        (device_id,),
+    )
     if g is None:
         return None
-    return _gateway_record(conn, g, _home_resident(conn, str(g["home_id"])))
+    return _gateway_record(conn, g, _str(g["owner"]), now)
 
 
 def devices(
@@ -166,21 +185,23 @@ def devices(
     limit: int,
     after: list[Any] | None,
 ) -> list[fhir.DeviceRecord]:
-    """The resident's home gateway(s) and the devices under them, by id."""
+    """The resident's home gateway(s) and the devices of the resident (or of the home, unassigned), by id."""
     now = datetime.now(UTC)
-    home = _one(conn, "SELECT home_id FROM residents WHERE id = %s", (resident_id,))
-    if home is None or home["home_id"] is None:
+    home = _one(conn, "SELECT home_id FROM residents WHERE resident_id = %s", (resident_id,))
+    if home is None:
         return []
-    out: list[fhir.DeviceRecord] = []
-    for g in _rows(conn, "SELECT * FROM gateways WHERE home_id = %s ORDER BY id", (home["home_id"],)):
-        out.append(_gateway_record(conn, g, resident_id))
-    for d in _rows(
-        conn,
-        "SELECT d.* FROM devices d JOIN gateways g ON g.id = d.gateway_id WHERE g.home_id = %s"
-        " AND (d.resident_id IS NULL OR d.resident_id = %s) ORDER BY d.id",
-        (home["home_id"], resident_id),
-    ):
-        out.append(_sensor_record(conn, {**d, "resident_id": resident_id}, now))
+    out = [
+        _gateway_record(conn, g, resident_id, now)
+        for g in _rows(conn, "SELECT * FROM gateways WHERE home_id = %s", (home["home_id"],))
+    ]
+    out += [
+        _sensor_record(conn, {**d, "owner": resident_id}, now)
+        for d in _rows(
+            conn,
+            "SELECT * FROM devices WHERE home_id = %s AND (resident_id IS NULL OR resident_id = %s)",
+            (home["home_id"], resident_id),
+        )
+    ]
     out.sort(key=lambda r: r.device_id)
     if after is not None:
         out = [r for r in out if r.device_id > str(after[1])]
@@ -199,21 +220,24 @@ def observation_category(o: fhir.ObservationRecord) -> Category:
     return Category.CLINICAL if o.category == "score" else Category.SENSOR_EVENTS
 
 
-def _reading_value(kind: str, value: Any) -> tuple[bool | float | str | None, str | None]:
-    """Stored readings are numbers; booleans (motion, fall, alarm) go back to true/false, with units."""
-    if value is None:
-        return None, None
+def _reading_value(r: Row) -> tuple[bool | float | str | None, str | None]:
+    """A stored reading back to its type: booleans (motion, fall, alarm) true/false, numbers with units."""
+    kind, num, text = str(r["kind"]), r.get("value_num"), r.get("value_text")
     if kind in {k.value for k in BOOL_KINDS}:
-        return bool(value), None
+        return (bool(num) if num is not None else None), None
+    if text is not None:
+        return str(text), None
+    if num is None:
+        return None, None
     try:
-        unit = NUMERIC_RANGES[Kind(kind)][2]
+        unit: str | None = NUMERIC_RANGES[Kind(kind)][2]
     except (ValueError, KeyError):
         unit = None
-    return (float(value), unit) if isinstance(value, int | float) else (str(value), unit)
+    return float(num), unit
 
 
 def _reading(r: Row) -> fhir.ObservationRecord:
-    value, unit = _reading_value(str(r["kind"]), r.get("value"))
+    value, unit = _reading_value(r)
     return fhir.ObservationRecord(
         observation_id=f"ev-{r['event_id']}",
         resident_id=str(r["resident_id"]),
@@ -226,15 +250,16 @@ def _reading(r: Row) -> fhir.ObservationRecord:
     )
 
 
-def _score_id(detector: str, ts: datetime) -> str:
-    # Detector names are [a-z0-9_]: '.' stands in for '_' so the id stays a plain FHIR id.
+def _score_id(detector: str, ts: datetime, resident_id: str) -> str:
+    # Detector names are [a-z0-9_]: '.' stands in for '_' so the id stays a plain FHIR id when the
+    # resident's pseudonym is one; the resident comes last because it may itself contain '-'.
     micros = int(ts.timestamp() * 1_000_000)
-    return f"sc-{detector.replace('_', '.')}-{micros}"
+    return f"sc-{detector.replace('_', '.')}-{micros}-{resident_id}"
 
 
 def _score(r: Row) -> fhir.ObservationRecord:
     return fhir.ObservationRecord(
-        observation_id=_score_id(str(r["detector"]), r["ts"]),
+        observation_id=_score_id(str(r["detector"]), r["ts"], str(r["resident_id"])),
         resident_id=str(r["resident_id"]),
         category="score",
         code=str(r["detector"]),
@@ -253,16 +278,28 @@ def observation(conn: Connection[Any], observation_id: str) -> fhir.ObservationR
         r = _one(conn, f"{_READING_SQL} AND event_id = %s", (observation_id[3:],))
         return _reading(r) if r else None
     if observation_id.startswith("sc-"):
-        detector, _, micros = observation_id[3:].rpartition("-")
-        if not micros.isdigit():
+        parts = observation_id.split("-", 3)
+        if len(parts) != 4 or not parts[2].isdigit():
             return None
+        _, detector, micros, rid = parts
         ts = datetime.fromtimestamp(int(micros) / 1_000_000, UTC)
         r = _one(
             conn,
-            "SELECT * FROM detector_scores WHERE detector = %s AND ts >= %s AND ts < %s LIMIT 1",
-            (detector.replace(".", "_"), ts - timedelta(microseconds=1), ts + timedelta(microseconds=1)),
+            "SELECT * FROM scores WHERE resident_id = %s AND detector = %s AND ts >= %s AND ts < %s LIMIT 1",
+            (rid, detector.replace(".", "_"), ts - timedelta(microseconds=1), ts + timedelta(microseconds=1)),
         )
         return _score(r) if r else None
+    if observation_id.startswith("df-"):
+        parts = observation_id.split("-", 3)
+        if len(parts) != 4:
+            return None
+        _, day, feature, rid = parts
+        feature = feature.replace(".", "_")
+        if not (day.isdigit() and len(day) == 8 and feature in DAILY_FEATURES):
+            return None
+        start = datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC)
+        rows = [f for f in _daily(conn, rid, feature, start, start + timedelta(days=1)) if f.ts == start]
+        return rows[0] if rows else None
     return None
 
 
@@ -303,12 +340,76 @@ def observations(
         if code:
             where.append("detector = %s")
             q_params.append(code)
-        where += _window("ts", "'sc-' || replace(detector, '_', '.')", dates, after, q_params)
+        where += _window(
+            "ts",
+            "'sc-' || replace(detector, '_', '.') || '-' || (extract(epoch FROM ts) * 1000000)::bigint"
+            " || '-' || resident_id",
+            dates,
+            after,
+            q_params,
+        )
         q_params.append(limit)
-        q = f"SELECT * FROM detector_scores WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT %s"
+        q = f"SELECT * FROM scores WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT %s"
         out += [_score(r) for r in _rows(conn, q, q_params)]
+    want_features = Category.SENSOR_EVENTS in categories and category in ("", "feature", "activity")
+    if want_features and (code is None or code in DAILY_FEATURES):
+        features = _daily(conn, resident_id, code, dates.since, dates.until)
+        if after is not None:
+            key = (str(after[0]), str(after[1]))
+            features = [f for f in features if (f.ts.isoformat(), f.observation_id) < key]
+        out += features
     out.sort(key=lambda o: (o.ts, o.observation_id), reverse=True)
     return out[:limit]
+
+
+#: Daily features (the storage's daily_summary), as Observations of category "feature".
+DAILY_FEATURES: dict[str, str | None] = {
+    "motion_events": "1",
+    "bathroom_events": "1",
+    "door_openings": "1",
+    "doses_taken": "1",
+    "doses_missed": "1",
+    "heart_rate_avg": "bpm",
+}
+
+
+def _daily(
+    conn: Connection[Any], resident_id: str | None, feature: str | None, since: datetime | None, until: datetime | None
+) -> list[fhir.ObservationRecord]:
+    """Daily features, one Observation per day and feature (newest first)."""
+    q_params: list[Any] = []
+    where = ["true"]
+    if resident_id is not None:
+        where.append("resident_id = %s")
+        q_params.append(resident_id)
+    if since is not None:
+        where.append("day >= %s")
+        q_params.append(since - timedelta(days=1))
+    if until is not None:
+        where.append("day < %s")
+        q_params.append(until)
+    rows = _rows(conn, f"SELECT * FROM daily_summary WHERE {' AND '.join(where)} ORDER BY day DESC", q_params)
+    out = []
+    for r in rows:
+        day: datetime = r["day"]
+        if since is not None and day + timedelta(days=1) <= since:
+            continue
+        for name, unit in DAILY_FEATURES.items():
+            if (feature is not None and name != feature) or r.get(name) is None:
+                continue
+            out.append(
+                fhir.ObservationRecord(
+                    observation_id=f"df-{day:%Y%m%d}-{name.replace('_', '.')}-{r['resident_id']}",
+                    resident_id=str(r["resident_id"]),
+                    category="feature",
+                    code=name,
+                    ts=day,
+                    value=float(r[name]),
+                    unit=unit,
+                    period_end=day + timedelta(days=1),
+                )
+            )
+    return out
 
 
 # --- Alerts: Flag, DetectedIssue, CommunicationRequest, Task --------------------------------------
@@ -494,8 +595,8 @@ _DOSE_KINDS = ("medication.dose_taken", "medication.dose_missed")
 
 
 def _dose(r: Row) -> fhir.DoseRecord:
-    value = r.get("value")
-    slot = str(value) if isinstance(value, str) else r["ts"].astimezone(fhir_local()).strftime("%H:00")
+    text = r.get("value_text")
+    slot = str(text) if text else r["ts"].astimezone(fhir_local()).strftime("%H:00")
     return fhir.DoseRecord(
         dose_id=f"ev-{r['event_id']}",
         resident_id=str(r["resident_id"]),
@@ -662,20 +763,24 @@ def _block(r: Row) -> fhir.ConsentRecord:
     )
 
 
-def _monitoring(r: Row, resident_id: str) -> fhir.ConsentRecord:
+def _monitoring(r: Row) -> fhir.ConsentRecord:
     return fhir.ConsentRecord(
         consent_id=f"sensor-{r['id']}",
-        resident_id=resident_id,
+        resident_id=str(r["subject_ref"]),
         kind="sensor",
         active=r.get("withdrawn_at") is None,
-        recorded_at=r["recorded_at"],
-        start=r["recorded_at"],
+        recorded_at=r["given_at"],
+        start=r.get("valid_from"),
         end=r.get("valid_to"),
         recorded_by=r.get("recorded_by"),
         method=r.get("method"),
         categories=("sensor_events",),
         basis=r.get("basis"),
     )
+
+
+# Only the resident's own monitoring consent: a cohabitant's consent is the cohabitant's data.
+_MONITORING_SQL = "SELECT * FROM monitoring_consents WHERE subject = 'resident'"
 
 
 def consent(conn: Connection[Any], consent_id: str) -> fhir.ConsentRecord | None:
@@ -689,13 +794,8 @@ def consent(conn: Connection[Any], consent_id: str) -> fhir.ConsentRecord | None
         r = _one(conn, "SELECT * FROM blocks WHERE id = %s", (int(num),))
         return _block(r) if r else None
     if kind == "sensor":
-        r = _one(
-            conn,
-            "SELECT m.*, coalesce(m.resident_id, (SELECT x.id FROM residents x WHERE x.home_id = m.home_id"
-            " ORDER BY x.id LIMIT 1)) AS owner FROM monitoring_consents m WHERE m.id = %s",
-            (int(num),),
-        )
-        return _monitoring(r, str(r["owner"])) if r and r["owner"] else None
+        r = _one(conn, f"{_MONITORING_SQL} AND id = %s", (int(num),))
+        return _monitoring(r) if r else None
     return None
 
 
@@ -710,11 +810,7 @@ def consents(
 ) -> list[fhir.ConsentRecord]:
     out = [_sharing(r) for r in store.sharing_consents_of(conn, resident_id)]
     out += [_block(r) for r in store.blocks_of(conn, resident_id)]
-    home = _one(conn, "SELECT home_id FROM residents WHERE id = %s", (resident_id,))
-    if home and home["home_id"]:
-        for r in store.monitoring_consents(conn, str(home["home_id"])):
-            if r.get("resident_id") in (None, resident_id):
-                out.append(_monitoring(r, resident_id))
+    out += [_monitoring(r) for r in _rows(conn, f"{_MONITORING_SQL} AND subject_ref = %s", (resident_id,))]
     out.sort(key=lambda c: (c.recorded_at.isoformat(), c.consent_id), reverse=True)
     if after is not None:
         out = [c for c in out if (c.recorded_at.isoformat(), c.consent_id) < (str(after[0]), str(after[1]))]
