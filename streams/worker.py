@@ -1,0 +1,347 @@
+"""The Faust stream worker: Kafka in, the pure per-resident monitor in the middle, outputs out.
+
+The only module in ``streams`` that imports faust. The agents are a few lines
+around :class:`~streams.monitor.ResidentMonitor`; everything they decide is
+decided there.
+
+Lanes. ``events.urgent`` (falls, alarms, the medication robot, gateway status)
+has its own agent that handles each event alone, at once; ``events`` (bulk
+telemetry) is handled in batches (``take_events``). Both topics are consumed
+by one Faust consumer that hands records to the agents partition by partition
+in turn (round-robin), and the bulk agent's buffer is kept small
+(``stream_buffer_maxsize``), so an urgent event waits for at most one bulk
+batch — never for the bulk backlog. ``carechain bench worker`` measures it.
+
+Durability. Offsets move on only after the outputs are durable. Faust acks a
+``take_events`` batch (and an urgent event) when the agent's iteration ends,
+and before committing offsets it flushes the producer. Inside the iteration
+the worker (1) stores observations and scores through the storage writer,
+synchronously; (2) sends alert candidates to ``alerts`` (key = resident);
+(3) writes the changed monitors to the state table (changelog, explicit
+codec). A monitor that only counted motion or heartbeats is checkpointed
+lazily (within ``lazy_checkpoint_s``): a crash can lose those few seconds of
+counts, never an alert, an incident key or an event waiting for ordering.
+Replays after a restart or rebalance (faust #502) are recognised per resident
+by source offset and skipped, and incident keys live in the state, so one
+incident never produces two candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+from faust.types import EventT
+
+from carechain.candidates import AlertCandidate, Feedback
+from carechain.care_plan import CarePlan
+from carechain.events import Event, Kind
+from carechain.settings import Settings
+from streams.monitor import MonitorOutput, ResidentMonitor
+from streams.registry import PauseSwitch
+from streams.sink import ObservationSink
+from streams.store import CarePlanStore
+
+log = logging.getLogger(__name__)
+
+CODEC = "carechain-monitor"
+#: Events whose only effect is a count or a "last heard" (checkpointed lazily).
+CHEAP_KINDS = frozenset({Kind.MOTION.value, Kind.GATEWAY_HEARTBEAT.value})
+
+
+class MonitorCodec(codecs.Codec):
+    """The state table's value codec: :meth:`ResidentMonitor.to_bytes`, never pickle."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        if not isinstance(obj, ResidentMonitor):
+            raise TypeError(f"{CODEC} encodes ResidentMonitor only, not {type(obj).__name__}")
+        return obj.to_bytes()
+
+    def _loads(self, s: bytes) -> Any:
+        return ResidentMonitor.from_bytes(s)
+
+
+codecs.register(CODEC, MonitorCodec())
+
+
+@dataclass
+class WorkerOptions:
+    """How the worker runs; defaults are the production ones."""
+
+    app_id: str
+    tick_s: float = 5.0
+    batch_max: int = 2000
+    batch_within_s: float = 0.2
+    lazy_checkpoint_s: float = 10.0
+    plan_refresh_s: float = 60.0
+    lateness_s: float = 120.0
+    paused: PauseSwitch = field(default_factory=PauseSwitch)
+    data_dir: Path | None = None
+
+
+@dataclass
+class WorkerStats:
+    """Counters for logs and the benchmark."""
+
+    events: int = 0
+    urgent: int = 0
+    late: int = 0
+    replayed: int = 0
+    bad: int = 0
+    candidates: int = 0
+    checkpoints: int = 0
+    ticks: int = 0
+    last_tick_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+
+class StreamWorker:
+    """Builds the Faust app: two event lanes, feedback, a timer, and the resident state table."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: WorkerOptions,
+        sink: ObservationSink,
+        plans: CarePlanStore | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.sink = sink
+        self.plans = plans
+        self.clock = clock
+        self.stats = WorkerStats()
+        self.plan_cache: dict[str, CarePlan] = {}
+        self.attached: set[str] = set()  # monitors given their plan and the pause switch since start
+        # Monitors changed only by cheap events since their checkpoint, with when that began.
+        self.lazy: dict[str, tuple[ResidentMonitor, float]] = {}
+        self.base_paused = set(options.paused)  # from the command line; the database adds to it
+        self.app = self._build_app()
+
+    # ----------------------------------------------------------------- faust
+
+    def _build_app(self) -> faust.App:
+        s, o = self.settings, self.options
+        data_dir = o.data_dir or (s.state_dir / "faust" / o.app_id)
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        app = faust.App(
+            o.app_id,
+            broker=f"kafka://{s.kafka_bootstrap}",
+            store="memory://",
+            datadir=str(data_dir),
+            topic_partitions=s.kafka_partitions,
+            topic_replication_factor=1,
+            table_standby_replicas=0,
+            web_enabled=False,
+            autodiscover=False,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=1.0,
+            stream_buffer_maxsize=512,
+            broker_max_poll_records=500,
+            processing_guarantee="at_least_once",
+        )
+
+        def topic(name: str) -> Any:
+            return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+        self.urgent_topic = topic(s.topic_urgent)
+        self.events_topic = topic(s.topic_events)
+        self.feedback_topic = topic(s.topic_feedback)
+        self.alerts_topic = topic(s.topic_alerts)
+        self.deadletter_topic = topic(s.topic_deadletter)
+        self.state = app.Table(
+            "resident-state",
+            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=CODEC),
+            partitions=s.kafka_partitions,
+            use_partitioner=True,  # the timer writes too; keys partition like the source topics (murmur2)
+        )
+        # Faust derives a table's serializers from its types ("json" here); ours are explicit.
+        self.state.key_serializer = "raw"
+        self.state.value_serializer = CODEC
+
+        async def urgent(stream: Any) -> Any:
+            async for ev in stream.events():
+                await self.handle([ev], urgent=True)
+                yield None
+
+        async def bulk(stream: Any) -> Any:
+            async for batch in stream.take_events(o.batch_max, within=o.batch_within_s):
+                await self.handle(batch, urgent=False)
+                yield None
+
+        async def feedback(stream: Any) -> Any:
+            async for ev in stream.events():
+                await self.handle_feedback(ev)
+                yield None
+
+        app.agent(self.urgent_topic, name=f"{o.app_id}.urgent")(urgent)
+        app.agent(self.events_topic, name=f"{o.app_id}.bulk")(bulk)
+        app.agent(self.feedback_topic, name=f"{o.app_id}.feedback")(feedback)
+        app.timer(o.tick_s, name=f"{o.app_id}.tick")(self.tick)
+        app.timer(o.plan_refresh_s, name=f"{o.app_id}.plans")(self.refresh_plans)
+        return app
+
+    # ------------------------------------------------------------ monitoring
+
+    def monitor(self, resident_id: str, home_id: str) -> ResidentMonitor:
+        """The resident's monitor: from the state table, or new with their care plan."""
+        m: ResidentMonitor | None = self.state.get(resident_id)
+        if m is None:
+            m = ResidentMonitor(
+                resident_id, home_id, self._plan(resident_id), self.options.paused, self.options.lateness_s
+            )
+            self.attached.add(resident_id)
+        elif resident_id not in self.attached:
+            # Restored from the changelog: the codec keeps state, not the plan or the switch.
+            m.plan = self._plan(resident_id)
+            m.paused = self.options.paused
+            self.attached.add(resident_id)
+        return m
+
+    def _plan(self, resident_id: str) -> CarePlan:
+        plan = self.plan_cache.get(resident_id)
+        if plan is None:
+            found = self.plans.plans([resident_id]) if self.plans is not None else {}
+            plan = self.plan_cache[resident_id] = found.get(resident_id) or CarePlan(resident_id=resident_id)
+        return plan
+
+    async def _preload_plans(self, resident_ids: set[str]) -> None:
+        missing = [r for r in resident_ids if r not in self.plan_cache]
+        if missing and self.plans is not None:
+            found = await asyncio.to_thread(self.plans.plans, missing)
+            for rid in missing:
+                self.plan_cache[rid] = found.get(rid) or CarePlan(resident_id=rid)
+
+    async def handle(self, batch: Sequence[EventT], urgent: bool) -> None:
+        """One batch of one lane: monitors, then durable outputs, then the iteration ends (ack)."""
+        decoded: list[tuple[Event, str, int]] = []
+        for raw in batch:
+            msg = raw.message
+            try:
+                ev = Event.from_json(raw.value)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.stats.bad += 1
+                await self._dead_letter(raw.value, type(exc).__name__, str(exc)[:200])
+                continue
+            decoded.append((ev, f"{msg.topic}/{msg.partition}", msg.offset))
+        await self._preload_plans({ev.resident_id for ev, _, _ in decoded})
+        out = MonitorOutput()
+        significant: dict[str, ResidentMonitor] = {}
+        for ev, source, offset in decoded:
+            m = self.monitor(ev.resident_id, ev.home_id)
+            if m.seen_position(source, offset):
+                self.stats.replayed += 1
+                continue
+            result = m.process(ev)
+            out.extend(result)
+            if result.candidates or urgent or ev.kind not in CHEAP_KINDS or ev.resident_id not in self.state:
+                significant[ev.resident_id] = m
+            elif ev.resident_id not in self.lazy:
+                self.lazy[ev.resident_id] = (m, time.monotonic())
+        self.stats.events += len(decoded)
+        if urgent:
+            self.stats.urgent += len(decoded)
+        self.stats.late += sum(1 for o in out.observations if o.extra.get("late"))
+        await self._outputs(out, significant)
+
+    async def _outputs(self, out: MonitorOutput, changed: dict[str, ResidentMonitor]) -> None:
+        if out.observations or out.scores:
+            await asyncio.to_thread(self.sink.write, out.observations, out.scores)
+        await self._send_candidates(out.candidates)
+        for rid, m in changed.items():
+            self.state[rid] = m
+            self.lazy.pop(rid, None)
+        self.stats.checkpoints += len(changed)
+
+    async def _send_candidates(self, candidates: list[AlertCandidate]) -> None:
+        futures = [await self.alerts_topic.send(key=c.resident_id.encode(), value=c.to_json()) for c in candidates]
+        if futures:
+            await asyncio.gather(*futures)
+        self.stats.candidates += len(candidates)
+
+    async def _dead_letter(self, payload: bytes | None, reason: str, detail: str) -> None:
+        import base64
+        import json
+
+        body = {
+            "v": 1,
+            "reason": "bad_event",
+            "detail": f"{reason}: {detail}",
+            "mqtt_topic": None,
+            "payload_b64": base64.b64encode(payload or b"").decode(),
+            "received_at": self.clock().isoformat(),
+        }
+        await self.deadletter_topic.send(key=None, value=json.dumps(body).encode())
+
+    async def handle_feedback(self, raw: EventT) -> None:
+        """A nurse's verdict teaches the resident's detector; the state is checkpointed."""
+        try:
+            fb = Feedback.from_json(raw.value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("bad feedback message (%s) skipped", type(exc).__name__)
+            return
+        m: ResidentMonitor | None = self.state.get(fb.resident_id)
+        if m is None:
+            return  # a resident this worker does not hold (or never saw): nothing to teach
+        m = self.monitor(fb.resident_id, m.home_id)
+        m.feedback(fb)
+        self.state[fb.resident_id] = m
+
+    async def tick(self) -> None:
+        """Deadlines: every monitor this worker holds ticks; lazy changes are checkpointed."""
+        start = time.monotonic()
+        now = self.clock()
+        out = MonitorOutput()
+        changed: dict[str, ResidentMonitor] = {}
+        items = list(self.state.items())
+        for i, (rid, m) in enumerate(items):
+            if rid not in self.attached:
+                m = self.monitor(rid, m.home_id)
+            before = len(out.candidates)
+            out.extend(m.tick(now))
+            if len(out.candidates) > before:
+                changed[rid] = m
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # let the urgent lane in
+        # Lazy checkpoints: monitors changed by cheap events longer than lazy_checkpoint_s ago.
+        due = time.monotonic() - self.options.lazy_checkpoint_s
+        for rid, (m, since) in list(self.lazy.items()):
+            if since <= due:
+                changed[rid] = m
+        await self._outputs(out, changed)
+        self.stats.ticks += 1
+        self.stats.last_tick_s = time.monotonic() - start
+
+    async def refresh_plans(self) -> None:
+        """Changed care plans and global pauses from the database."""
+        if self.plans is None:
+            return
+        changed = await asyncio.to_thread(self.plans.changed)
+        for rid, plan in changed.items():
+            self.plan_cache[rid] = plan
+            m = self.state.get(rid)
+            if m is not None:
+                m.plan = plan
+        pauses = await asyncio.to_thread(self.plans.global_pauses)
+        if pauses is not None:
+            wanted = self.base_paused | pauses
+            if wanted != set(self.options.paused):
+                log.info("globally paused detectors: %s", ", ".join(sorted(wanted)) or "none")
+                self.options.paused.clear()
+                self.options.paused.update(wanted)
+
+
+def run_worker(worker: StreamWorker, loglevel: str = "info") -> int:
+    """Run until stopped (SIGINT/SIGTERM); Faust's own worker handles signals and shutdown."""
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    return 0
