@@ -511,7 +511,7 @@ function drawHeatmap(container, rows, days) {
     if (!ts) continue;
     const { date, hour } = localParts(new Date(ts));
     const key = `${date}|${hour}`;
-    counts.set(key, (counts.get(key) || 0) + Number(r.count ?? r.events ?? r.value ?? 0));
+    counts.set(key, (counts.get(key) || 0) + Number(r.count ?? r.events ?? r.motion_events ?? r.value ?? 0));
   }
   if (counts.size === 0) return noData(container);
   const dates = [];
@@ -551,7 +551,7 @@ function drawVitals(container, rows, days) {
   for (const r of rows) {
     const kind = r.kind || r.code;
     const ts = r.bucket || r.hour || r.ts || r.time;
-    const val = Number(r.avg ?? r.mean ?? r.value);
+    const val = Number(r.avg ?? r.avg_value ?? r.mean ?? r.value ?? r.value_num);
     if (series.has(kind) && ts && Number.isFinite(val)) series.get(kind).push([new Date(ts).getTime(), val]);
   }
   if ([...series.values()].every((s) => s.length === 0)) return noData(container);
@@ -598,7 +598,8 @@ function drawDoses(container, rows, days) {
     if (!ts) continue;
     const status = (r.status || r.kind || "").replace("medication.dose_", "");
     if (status !== "taken" && status !== "missed") continue; // due, dispensed, faults: not a dose outcome
-    const slot = r.slot || (typeof r.value === "string" ? r.value : null) || `${localParts(new Date(ts)).hour}:00`;
+    const text = r.value_text ?? (typeof r.value === "string" ? r.value : null);
+    const slot = r.slot || text || `${String(localParts(new Date(ts)).hour).padStart(2, "0")}:00`;
     const { date } = localParts(new Date(ts));
     slots.add(slot);
     const key = `${date}|${slot}`;
