@@ -38,6 +38,7 @@ from api.problems import ProblemError
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
+JSON_FORMATS = frozenset({"json", FHIR_JSON, "application/json"})
 PREFIX = "/fhir/R4"
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -293,6 +294,9 @@ def _check_params(request: Request, allowed: Sequence[str]) -> None:
     for name in request.query_params:
         if name not in allowed:
             raise ProblemError(400, f"search parameter {name[:40]!r} is not supported here")
+    fmt = request.query_params.get("_format")
+    if fmt is not None and fmt not in JSON_FORMATS:
+        raise ProblemError(400, "only JSON is served (_format=json)")
 
 
 def _bundle(request: Request, resources: Sequence[Any], next_key: Sequence[Any] | None) -> Response:
