@@ -37,6 +37,12 @@ def load_snapshot(conn: psycopg.Connection) -> RegistrySnapshot:
     with conn.cursor() as cur:
         cur.execute(QUERY)
         rows = cur.fetchall()
+    # A device of a home with no active resident has no one to key its events by: it is left
+    # out, so its readings are dead-lettered (unknown_device) rather than sent under a wrong key.
+    usable = [r for r in rows if r[3] is not None and r[1] is not None and r[2] is not None]
+    if len(usable) < len(rows):
+        log.info("device registry: %d devices without an active resident or gateway are not routable",
+                 len(rows) - len(usable))
     devices = (
         RegisteredDevice(
             str(r[0]),
@@ -47,7 +53,7 @@ def load_snapshot(conn: psycopg.Connection) -> RegistrySnapshot:
             str(r[5]),
             bool(r[6]),
         )
-        for r in rows
+        for r in usable
     )
     return RegistrySnapshot(devices, loaded_at=datetime.now(UTC))
 

@@ -105,8 +105,23 @@ def test_registry_reads_the_storage_schema_and_its_notifications(live: Settings)
         with psycopg.connect(dsn) as conn:
             snap = load_snapshot(conn)
         assert len(snap) > 0 and all(d.resident_id and d.gateway_id for d in snap.devices.values())
-        gw = next(iter(snap.devices.values())).gateway_id
+        assert all(d.monitoring_active for d in snap.devices.values())
+        home = next(iter(snap.devices.values())).home_id
+        gw = next(d.gateway_id for d in snap.devices.values() if d.home_id == home)
         assert snap.residents_behind(gw)
+        # Withdrawing consent in the storage tables reaches a running registry through NOTIFY.
+        reg = DeviceRegistry(dsn, refresh_s=600)
+        reg.start()
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("UPDATE monitoring_consents SET withdrawn_at = now(), withdrawn_by = 'test' "
+                             "WHERE home_id = %s", (home,))
+            took = wait_for(lambda: not any(d.monitoring_active for d in reg.snapshot.devices.values()
+                                            if d.home_id == home), 5)
+            assert took is not None and took < 2.0
+            assert any(d.monitoring_active for d in reg.snapshot.devices.values() if d.home_id != home)
+        finally:
+            reg.stop()
     finally:
         with psycopg.connect(live.database_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
