@@ -16,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-id", help="Faust app id = consumer group (default: settings.worker_app_id)")
     parser.add_argument("--tick-s", type=float, default=5.0, help="deadline timer interval (<= 5 s)")
     parser.add_argument("--batch", type=int, default=2000, help="bulk events per batch")
+    parser.add_argument("--lateness-s", type=float, default=120.0, help="allowed lateness of events (seconds)")
     parser.add_argument("--pause", default="", help="comma-separated detectors paused globally (adds to settings)")
     parser.add_argument("--no-store", action="store_true", help="do not store observations (benchmarks)")
     parser.add_argument("--no-plans", action="store_true", help="default care plans; do not read the database")
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         app_id=args.app_id or settings.worker_app_id,
         tick_s=min(args.tick_s, 5.0),
         batch_max=args.batch,
+        lateness_s=args.lateness_s,
         paused=paused,
     )
     worker = StreamWorker(settings, options, sink, plans)

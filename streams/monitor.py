@@ -3,20 +3,24 @@
 Pure: no Kafka, Faust, PostgreSQL or MQTT. The same object runs in the Faust
 worker, the embedded demo, the backtest and the unit tests.
 
-Event time. Every event is judged by its own time ``ts``. The watermark ``W``
-is the largest event time seen on the bulk lane minus the allowed lateness
-(and, from ``tick(now)``, ``now`` minus the lateness). An event older than
-``W`` is *late*: it is returned as an observation with ``extra["late"] =
-True``, counted, and may only add evidence that the resident is well (latest
-activity, a dose taken) — it never raises, clears or reopens an alert.
+Event time. Every event is judged by its own time ``ts``. The lateness
+watermark ``W`` of a lane is the largest event time seen on the resident's
+lane minus the allowed lateness. An event older than ``W``, or one that reached
+the bridge (``received_at``) more than the lateness after it happened — a
+gateway's backfill after a reconnect — is *late*: it is returned
+as an observation with ``extra["late"] = True``, counted, and may only add
+evidence that the resident is well (latest activity, a dose taken) — it never
+raises, clears or reopens an alert. ``W`` moves with event time only, so a
+backlog (a worker restart, a lagging lane) is processed as on time, in order.
 
 Order. Detectors that compare one reading with the previous one (vitals
-bounds, bed/door for night wandering, battery) are ``ordered``: their events
-wait in a small buffer and are released in event-time order when the
-watermark passes them, so any arrival order within the lateness gives the same
-alerts. Instant detectors (fall, alarm, medication robot) act on arrival: each
-of their decisions depends on one event. Deadlines (inactivity, not up, dose
-overdue, gateway silent) fire from ``tick(now)``.
+bounds, bed/door for night wandering, battery, robot faults) are ``ordered``:
+their events wait in a small buffer and are judged in event-time order once
+the release point passes them (``W``, or ``now`` minus the lateness from
+``tick`` when a home falls quiet), so any arrival order within the lateness
+gives the same alerts. Instant detectors (fall, alarm, medication reports) act
+on arrival: each of their decisions depends on one event. Deadlines
+(inactivity, not up, dose overdue, gateway silent) fire from ``tick(now)``.
 """
 
 from __future__ import annotations
@@ -164,7 +168,12 @@ class ResidentMonitor:
         #: Globally paused detector names; a shared, mutable set from the worker or registry.
         self.paused = paused
         self.lateness_s = lateness_s
+        #: Lateness watermark: largest bulk-lane event time minus the lateness (event time only).
         self.watermark = float("-inf")
+        self.watermark_urgent = float("-inf")  # the same on the urgent lane
+        #: Ordered events up to here are judged and days before it closed (event time, or ``now`` from ticks).
+        self.released = float("-inf")
+        self.closed_through = 0  # ordinal of the last local day judged by the learned models
         self.max_ts = float("-inf")  # largest bulk-lane event time
         self.last_activity = float("-inf")
         self.last_activity_id = ""
@@ -211,7 +220,13 @@ class ResidentMonitor:
         out = self._out = MonitorOutput()
         t = ev.ts.timestamp()
         self.events_count += 1
-        late = t < self.watermark
+        urgent = ev.kind in URGENT_KINDS
+        # Late: it reached the bridge more than the lateness after it happened (e.g. backfill after a
+        # reconnect), or it is older than its lane's watermark. Delays after the bridge (a lagging
+        # lane, a worker restart) never make an event late: received_at is the bridge's clock.
+        late = ev.received_at.timestamp() - t > self.lateness_s or t < (
+            self.watermark_urgent if urgent else self.watermark
+        )
         if t < self.since or self.since == float("-inf"):
             self.since = t
         self._heard(ev, t)
@@ -229,9 +244,11 @@ class ResidentMonitor:
             self._out = _IDLE
             return out
         out.observations.append(ev)
-        if ev.kind not in URGENT_KINDS and t > self.max_ts:
+        if urgent:
+            self.watermark_urgent = max(self.watermark_urgent, t - self.lateness_s)
+        elif t > self.max_ts:
             self.max_ts = t
-            self._advance(t - self.lateness_s)
+            self._advance(t - self.lateness_s, event_time=True)
         if is_activity(ev):
             self._count_activity(ev, t)
         for name in self._instant.get(ev.kind, ()):
@@ -246,10 +263,11 @@ class ResidentMonitor:
         """Time passes: release ordered events, close finished days, check every deadline."""
         out = self._out = MonitorOutput()
         n = now.timestamp()
-        self._advance(n - self.lateness_s)
+        self._advance(n - self.lateness_s, event_time=False)
         if self.home_blind(n):
             day = self._day(n)
-            day.degraded = True
+            if day is not None:
+                day.degraded = True
         for d in self.detectors.values():
             d.on_tick(self, n)
         self._forget(n)
@@ -282,19 +300,23 @@ class ResidentMonitor:
 
     # ------------------------------------------------------------ event time
 
-    def _advance(self, w: float) -> None:
-        if w <= self.watermark:
+    def _advance(self, w: float, event_time: bool) -> None:
+        """Move the release point (and, from event time only, the lateness watermark) to ``w``."""
+        if event_time and w > self.watermark:
+            self.watermark = w
+        if w <= self.released:
             return
-        self.watermark = w
+        self.released = w
         self._release()
         for ordinal in sorted(o for o, d in self.days.items() if d.next_midnight <= w):
             day = self.days.pop(ordinal)
+            self.closed_through = max(self.closed_through, ordinal)
             for det in self.detectors.values():
                 det.on_day_closed(self, day)
 
     def _release(self) -> None:
         buf = self.buffer
-        while buf and buf[0][0] <= self.watermark:
+        while buf and buf[0][0] <= self.released:
             t, _, ev = heapq.heappop(buf)
             for name in self._ordered.get(ev.kind, ()):
                 self.detectors[name].on_event(self, ev, t)
@@ -333,12 +355,17 @@ class ResidentMonitor:
                     room_index = len(self.rooms) - 1
                 else:
                     room_index = MAX_ROOMS - 1
-        self._day(t).add_activity(t, room_index, is_bathroom(ev.room))
+        day = self._day(t)
+        if day is not None:
+            day.add_activity(t, room_index, is_bathroom(ev.room))
 
-    def _day(self, t: float) -> Day:
+    def _day(self, t: float) -> Day | None:
+        """The accumulator of the local day of ``t``; None when that day is already judged."""
         ordinal, midnight, nxt = clock.local_day(self.plan.timezone, t)
         day = self.days.get(ordinal)
         if day is None:
+            if ordinal <= self.closed_through:
+                return None
             day = self.days[ordinal] = Day(ordinal, midnight, nxt)
         return day
 
@@ -506,6 +533,9 @@ class ResidentMonitor:
             "h": self.home_id,
             "l": self.lateness_s,
             "w": _num(self.watermark),
+            "wu": _num(self.watermark_urgent),
+            "rl": _num(self.released),
+            "cd": self.closed_through,
             "m": _num(self.max_ts),
             "a": _num(self.last_activity),
             "s": _num(self.since),
@@ -542,6 +572,9 @@ class ResidentMonitor:
         s = json.loads(zlib.decompress(data[3:]))
         m = cls(s["r"], s["h"], plan, paused, float(s["l"]))
         m.watermark = _unnum(s["w"])
+        m.watermark_urgent = _unnum(s["wu"])
+        m.released = _unnum(s["rl"])
+        m.closed_through = int(s["cd"])
         m.max_ts = _unnum(s["m"])
         m.last_activity = _unnum(s["a"])
         m.last_activity_id = s["ai"]

@@ -159,15 +159,16 @@ class StreamWorker:
         self.feedback_topic = topic(s.topic_feedback)
         self.alerts_topic = topic(s.topic_alerts)
         self.deadletter_topic = topic(s.topic_deadletter)
-        self.state = app.Table(
+        table: Any = app.Table(
             "resident-state",
             schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=CODEC),
             partitions=s.kafka_partitions,
             use_partitioner=True,  # the timer writes too; keys partition like the source topics (murmur2)
         )
         # Faust derives a table's serializers from its types ("json" here); ours are explicit.
-        self.state.key_serializer = "raw"
-        self.state.value_serializer = CODEC
+        table.key_serializer = "raw"
+        table.value_serializer = CODEC
+        self.state: Any = table
 
         async def urgent(stream: Any) -> Any:
             async for ev in stream.events():

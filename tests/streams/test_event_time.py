@@ -100,11 +100,12 @@ def test_late_events_never_produce_candidates(
     before = m.late_count
     for offset, i, room in late:
         kind, value = READINGS[i]
-        ev = home.event(kind, value, START + timedelta(seconds=offset), room=room)
+        # reaching the bridge long after it happened (a gateway's backfill), on either lane
+        ev = home.event(kind, value, START + timedelta(seconds=offset), room=room, received_at=end)
         out = m.process(ev)
         assert out.candidates == []
         assert out.observations[0].extra["late"] is True
-    fall = home.event(Kind.FALL, True, START, room="hall")
+    fall = home.event(Kind.FALL, True, START, room="hall", received_at=end)
     assert m.process(fall).candidates == []
     assert m.late_count == before + len(late) + 1
 
@@ -121,8 +122,8 @@ def test_backfill_after_reconnect_is_stored_as_late_and_raises_nothing() -> None
     m.process(home.heartbeat(back))
     m.tick(back)
     backfill = [
-        home.event(Kind.FALL, True, t + timedelta(minutes=10)),
-        home.event(Kind.HEART_RATE, 150.0, t + timedelta(minutes=11)),
+        home.event(Kind.FALL, True, t + timedelta(minutes=10), received_at=back),
+        home.event(Kind.HEART_RATE, 150.0, t + timedelta(minutes=11), received_at=back),
     ]
     outs = [m.process(e) for e in backfill]
     assert all(o.candidates == [] for o in outs)
@@ -138,3 +139,19 @@ def test_a_late_activity_still_counts_as_evidence_of_wellbeing() -> None:
     out = m.process(home.motion(t))
     assert out.observations[0].extra.get("late") is True and out.candidates == []
     assert m.last_activity == t.timestamp()
+
+
+def test_a_backlog_after_a_worker_restart_is_on_time() -> None:
+    """Events that reached the bridge in time are not late, however long the worker took to see them."""
+    home = Home()
+    m = ResidentMonitor("r-1", "h-1")
+    t = local(24, 12, 0)
+    m.process(home.heartbeat(t))
+    # the worker was down for ten minutes; the bulk backlog is processed first, then the urgent lane
+    for e in home.heartbeats(t, t + timedelta(minutes=10)):
+        m.process(e)
+    m.tick(t + timedelta(minutes=10))
+    fall = home.event(Kind.FALL, True, t + timedelta(minutes=1), room="hall")
+    out = m.process(fall)
+    assert [c.kind for c in out.candidates] == ["fall"]
+    assert not out.observations[0].extra.get("late")
