@@ -216,11 +216,22 @@ class ResidentFacts:
     """What the policy needs to know about one resident; loaded by the route layer."""
 
     resident_id: str
-    owner_org_id: str
+    owner_org_id: str  # the resident's municipality: owns home-care data (alerts, sensors, medication, ...)
     relations: tuple[CareRelation, ...] = ()
     consents: tuple[SharingConsent, ...] = ()
     blocks: tuple[Block, ...] = ()
     emergencies: tuple[EmergencyAccess, ...] = ()
+    region_org_id: str | None = None  # the resident's region: owns the clinical category (health care)
+
+    def owner_of(self, category: Category) -> str:
+        """The organisation that owns this category of the resident's data."""
+        if category is Category.CLINICAL and self.region_org_id:
+            return self.region_org_id
+        return self.owner_org_id
+
+    @property
+    def owners(self) -> frozenset[str]:
+        return frozenset(o for o in (self.owner_org_id, self.region_org_id) if o)
 
 
 class Reason(StrEnum):
@@ -307,13 +318,10 @@ def decide(
         return Decision(False, Reason.OUT_OF_SCOPE, status=403, basis=basis)
 
     if relation is not None:
-        block = next((b for b in facts.blocks if b.applies(ctx, facts.owner_org_id, category, now)), None)
-        cross = ctx.org_id != facts.owner_org_id
-        consent = (
-            next((c for c in facts.consents if c.covers(ctx, facts.owner_org_id, category, now)), None)
-            if cross
-            else None
-        )
+        owner = facts.owner_of(category)
+        block = next((b for b in facts.blocks if b.applies(ctx, owner, category, now)), None)
+        cross = ctx.org_id != owner
+        consent = next((c for c in facts.consents if c.covers(ctx, owner, category, now)), None) if cross else None
         if block is None and (not cross or consent is not None):
             if consent is not None:
                 return Decision(True, Reason.RELATION_AND_CONSENT, basis=f"relation:{relation.id}+consent:{consent.id}")
@@ -351,7 +359,7 @@ def may_record_consent(
     if facts is None:
         return Decision(False, Reason.NO_SUCH_RESIDENT, status=404)
     if ctx.role in REGISTRY_ROLES:
-        if ctx.org_id == facts.owner_org_id:
+        if ctx.org_id in facts.owners:
             return Decision(True, Reason.ADMIN_OWN_ORG, purpose=Purpose.ADMINISTRATION, basis=f"org:{ctx.org_id}")
         return Decision(False, Reason.NO_RELATION, status=404, purpose=Purpose.ADMINISTRATION)
     relation = next(
@@ -367,7 +375,7 @@ def may_record_consent(
     )
     if relation is None:
         return Decision(False, Reason.NO_RELATION, status=404)
-    if ctx.org_id != facts.owner_org_id and reader_org_id not in (None, ctx.org_id):
+    if ctx.org_id not in facts.owners and reader_org_id not in (None, ctx.org_id):
         return Decision(False, Reason.OUT_OF_SCOPE, status=403, basis=f"relation:{relation.id}")
     return Decision(True, Reason.RELATION, basis=f"relation:{relation.id}")
 
@@ -380,7 +388,8 @@ def may_open_emergency(ctx: UserContext) -> bool:
 def units_holding_data(facts: ResidentFacts, now: datetime) -> list[dict[str, Any]]:
     """Emergency step 1: which organisations/units hold data on the resident (no content)."""
     seen: dict[tuple[str, str | None], dict[str, Any]] = {}
-    seen[(facts.owner_org_id, None)] = {"org_id": facts.owner_org_id, "unit": None, "owner": True}
+    for org in sorted(facts.owners):
+        seen[(org, None)] = {"org_id": org, "unit": None, "owner": True}
     for r in facts.relations:
         if r.period.active(now):
             seen.setdefault((r.org_id, r.unit), {"org_id": r.org_id, "unit": r.unit, "owner": False})

@@ -32,6 +32,7 @@ from carechain.bench import percentiles, progress
 from carechain.settings import Settings
 
 ORG = "bench-kommun"
+REGION = "bench-region"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,38 +58,35 @@ def _db_url(base: str, name: str) -> str:
 
 
 def _migrate(url: str) -> str:
-    try:
-        import importlib
+    from carechain.db.migrate import migrate
 
-        runner: Any = importlib.import_module("carechain.db.migrate")
-        runner.migrate(url)
-        return "carechain.db.migrate"
-    except ImportError:
-        pass
-    # Development tree without the storage runner: the API tests' stand-in for the core tables.
-    stub = Path(__file__).parents[1] / "tests" / "api" / "core_stub.sql"
-    migrations = Path(__file__).parents[1] / "carechain" / "db" / "migrations"
+    result = migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(stub.read_text())
-        for f in sorted(migrations.glob("0[2-9]*.sql")):
-            if not f.name.endswith(".timescale.sql"):
-                conn.execute(f.read_text())
-                conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (int(f.name[:4]), f.name))
-    return "stub (tests/api/core_stub.sql)"
+        row = conn.execute("SELECT to_regclass('alerts')").fetchone()
+        if row is None or row[0] is None:
+            # Development tree without the alert service's tables: the API tests' stand-in for them.
+            stub = Path(__file__).parents[1] / "tests" / "api" / "alerts_stub.sql"
+            conn.execute(stub.read_text())
+            return f"{result.mode} + alerts stub"
+    return result.mode
 
 
 def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     residents = [f"rb-{i:05d}" for i in range(args.residents)]
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO organisations (id, name, kind) VALUES (%s, 'Bench kommun', 'municipality')", (ORG,))
+        conn.execute(
+            "INSERT INTO organisations (org_id, name, kind) VALUES (%s, 'Bench kommun', 'kommun'),"
+            " (%s, 'Bench region', 'region')",
+            (ORG, REGION),
+        )
         with conn.cursor() as cur:
-            with cur.copy("COPY homes (id, org_id) FROM STDIN") as cp:
+            with cur.copy("COPY homes (home_id, kommun_org_id, region_org_id) FROM STDIN") as cp:
                 for r in residents:
-                    cp.write_row((f"h-{r}", ORG))
-            with cur.copy("COPY residents (id, home_id, org_id) FROM STDIN") as cp:
+                    cp.write_row((f"h-{r}", ORG, REGION))
+            with cur.copy("COPY residents (resident_id, home_id, kommun_org_id, region_org_id) FROM STDIN") as cp:
                 for r in residents:
-                    cp.write_row((r, f"h-{r}", ORG))
+                    cp.write_row((r, f"h-{r}", ORG, REGION))
             with cur.copy(
                 "COPY care_relations (user_id, org_id, unit, resident_id, kind, valid_from, created_by) FROM STDIN"
             ) as cp:
@@ -120,17 +118,19 @@ def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 )
         timeline = residents[: args.timeline_residents]
         progress(f"seeding 30 days of readings for {len(timeline)} residents")
-        with (
-            conn.cursor() as cur,
-            cur.copy("COPY observations (event_id, resident_id, ts, kind, value, device_id, room) FROM STDIN") as cp,
-        ):
+        copy = (
+            "COPY observations (event_id, resident_id, home_id, device_id, room, kind, value_num, ts, received_at,"
+            " seq) FROM STDIN"
+        )
+        with conn.cursor() as cur, cur.copy(copy) as cp:
             step = 60 // args.readings_per_hour
             for r in timeline:
                 for h in range(30 * 24):
                     for k in range(args.readings_per_hour):
                         ts = now - timedelta(hours=h, minutes=k * step)
                         kind = "motion" if k % 3 else "heart_rate"
-                        cp.write_row((f"{r}-{h}-{k}", r, ts, kind, 1.0 if kind == "motion" else 60 + k, "d", "hall"))
+                        value = 1.0 if kind == "motion" else 60.0 + k
+                        cp.write_row((f"{r}-{h}-{k}", r, f"h-{r}", "d", "hall", kind, value, ts, ts, h * 100 + k))
         conn.execute("ANALYZE")
     return {"residents": residents, "timeline": timeline}
 

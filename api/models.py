@@ -17,7 +17,7 @@ assert set(CategoryName.__args__) == {c.value for c in Category}  # type: ignore
 class Organisation(BaseModel):
     id: str = Field(examples=["kommun-uppsala"])
     name: str = Field(examples=["Uppsala kommun"])
-    kind: Literal["municipality", "region"] = Field(examples=["municipality"])
+    kind: Literal["kommun", "region"] = Field(examples=["kommun"])
 
 
 class ResidentSummary(BaseModel):
@@ -25,7 +25,8 @@ class ResidentSummary(BaseModel):
 
     id: str = Field(examples=["r-7f3a9c"])
     home_id: str | None = Field(default=None, examples=["h-0012"])
-    org_id: str = Field(examples=["kommun-uppsala"])
+    kommun_org_id: str = Field(examples=["kommun-uppsala"])
+    region_org_id: str = Field(examples=["region-uppsala"])
     open_alerts: int = Field(default=0, examples=[1])
 
 
@@ -34,7 +35,8 @@ class ResidentIdentity(BaseModel):
 
     id: str = Field(examples=["r-7f3a9c"])
     home_id: str | None = Field(default=None, examples=["h-0012"])
-    org_id: str = Field(examples=["kommun-uppsala"])
+    kommun_org_id: str = Field(examples=["kommun-uppsala"])
+    region_org_id: str = Field(examples=["region-uppsala"])
     name: str | None = Field(default=None, examples=["Astrid Andersson"])
     personnummer: str | None = Field(default=None, examples=["19121212-1212"])
     basis: str | None = Field(default=None, description="what allowed this read", examples=["relation:12"])
@@ -154,15 +156,43 @@ class BlockOut(BaseModel):
 
 
 class MonitoringConsentIn(BaseModel):
+    """The consent (or, for a resident who cannot decide, the documented basis) of one person in the home."""
+
     model_config = ConfigDict(extra="forbid")
-    person: str = Field(
-        min_length=1, max_length=128, description="'resident' or a cohabitant's label", examples=["resident"]
+    subject: Literal["resident", "cohabitant"] = Field(examples=["resident"])
+    subject_ref: str = Field(
+        pattern=ID_PATTERN,
+        description="the resident's id, or a pseudonymous reference of the person living with them",
+        examples=["r-7f3a9c"],
     )
-    resident_id: str | None = Field(default=None, pattern=ID_PATTERN, examples=["r-7f3a9c"])
     basis: Literal["consent", "documented_basis"] = Field(default="consent", examples=["consent"])
     basis_note: str | None = Field(default=None, max_length=2000)
-    method: Literal["verbal", "written", "digital", "representative"] = Field(examples=["written"])
+    method: Literal["written", "verbal_witnessed", "digital", "representative"] = Field(examples=["written"])
     valid_to: datetime | None = None
+
+
+class MonitoringConsentOut(BaseModel):
+    id: int
+    home_id: str
+    subject: str
+    subject_ref: str
+    basis: str
+    basis_note: str | None
+    method: str
+    given_at: datetime
+    valid_from: datetime
+    valid_to: datetime | None
+    withdrawn_at: datetime | None
+    withdrawn_by: str | None
+    recorded_by: str
+
+
+class MonitoringStatus(BaseModel):
+    home_id: str = Field(examples=["h-0012"])
+    active: bool = Field(description="monitoring runs only with every person's consent or documented basis")
+    missing: list[str] = Field(examples=[["1 person(s) living with the resident"]])
+    devices: int = 0
+    devices_monitored: int = 0
 
 
 class CarePlanBody(BaseModel):
@@ -210,7 +240,9 @@ class CarePlanBody(BaseModel):
 class CarePlanOut(BaseModel):
     resident_id: str = Field(examples=["r-7f3a9c"])
     plan: dict[str, Any]
+    version: int | None = None
     updated_at: datetime | None = None
+    updated_by: str | None = None
 
 
 class Alert(BaseModel):

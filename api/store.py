@@ -38,12 +38,20 @@ def _row(conn: Connection[Any], query: str | sql.Composed, params: Sequence[Any]
 # --- organisations ----------------------------------------------------------------------------
 
 
+#: organisations.kind as stored -> the policy's organisation kind.
+ORG_KINDS: dict[str, str] = {"kommun": "municipality", "region": "region", "municipality": "municipality"}
+
+
 def organisation_kinds(conn: Connection[Any]) -> dict[str, str]:
-    return {r["id"]: r["kind"] for r in _rows(conn, "SELECT id, kind FROM organisations")}
+    """org id -> "municipality" | "region"."""
+    return {
+        r["org_id"]: ORG_KINDS.get(str(r["kind"]), str(r["kind"]))
+        for r in _rows(conn, "SELECT org_id, kind FROM organisations")
+    }
 
 
 def organisations(conn: Connection[Any]) -> list[Row]:
-    return _rows(conn, "SELECT id, name, kind FROM organisations ORDER BY id")
+    return _rows(conn, "SELECT org_id AS id, name, kind FROM organisations ORDER BY org_id")
 
 
 # --- access facts -----------------------------------------------------------------------------
@@ -57,22 +65,23 @@ def _categories(values: Iterable[str]) -> frozenset[Category]:
 
 
 def resident_owner(conn: Connection[Any], resident_id: str) -> str | None:
-    r = _row(conn, "SELECT org_id FROM residents WHERE id = %s", (resident_id,))
-    return r["org_id"] if r else None
+    """The resident's municipality (None: no such resident)."""
+    r = _row(conn, "SELECT kommun_org_id FROM residents WHERE resident_id = %s", (resident_id,))
+    return r["kommun_org_id"] if r else None
 
 
 _FACTS_SQL = """
-SELECT r.id, r.org_id,
+SELECT r.resident_id AS id, r.kommun_org_id, r.region_org_id,
   (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, user_id, org_id, unit, kind, valid_from, valid_to
-     FROM care_relations WHERE resident_id = r.id AND (valid_to IS NULL OR valid_to > now())) x) AS relations,
+     FROM care_relations WHERE resident_id = r.resident_id AND (valid_to IS NULL OR valid_to > now())) x) AS relations,
   (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, owner_org_id, reader_org_id, reader_unit, categories, mode,
      legal_basis, valid_from, valid_to, withdrawn_at FROM sharing_consents
-     WHERE resident_id = r.id AND withdrawn_at IS NULL AND valid_to > now()) x) AS consents,
+     WHERE resident_id = r.resident_id AND withdrawn_at IS NULL AND valid_to > now()) x) AS consents,
   (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, category, org_id, unit, valid_from, valid_to FROM blocks
-     WHERE resident_id = r.id AND lifted_at IS NULL AND (valid_to IS NULL OR valid_to > now())) x) AS blocks,
+     WHERE resident_id = r.resident_id AND lifted_at IS NULL AND (valid_to IS NULL OR valid_to > now())) x) AS blocks,
   (SELECT coalesce(json_agg(x), '[]') FROM (SELECT id, user_id, opened_at, expires_at FROM emergency_access
-     WHERE resident_id = r.id AND expires_at > now()) x) AS emergencies
-FROM residents r WHERE r.id = ANY(%s)
+     WHERE resident_id = r.resident_id AND expires_at > now()) x) AS emergencies
+FROM residents r WHERE r.resident_id = ANY(%s)
 """
 
 
@@ -95,7 +104,8 @@ def resident_facts_many(conn: Connection[Any], resident_ids: Sequence[str]) -> d
         rid = r["id"]
         out[rid] = ResidentFacts(
             resident_id=rid,
-            owner_org_id=r["org_id"],
+            owner_org_id=r["kommun_org_id"],
+            region_org_id=r["region_org_id"],
             relations=tuple(
                 CareRelation(x["id"], x["user_id"], x["org_id"], x["unit"], rid, x["kind"], _period(x))
                 for x in r["relations"]
@@ -373,7 +383,7 @@ def who_looked(conn: Connection[Any], resident_id: str, since: datetime) -> list
     return _rows(
         conn,
         "SELECT a.at, a.at_local, a.org_id, o.name AS org_name, a.unit, a.purpose, a.action, a.emergency"
-        " FROM audit_log a LEFT JOIN organisations o ON o.id = a.org_id"
+        " FROM audit_log a LEFT JOIN organisations o ON o.org_id = a.org_id"
         " WHERE a.resident_id = %s AND a.at >= %s AND a.outcome = 'allowed' ORDER BY a.id",
         (resident_id, since),
     )
@@ -406,18 +416,22 @@ def set_pause(conn: Connection[Any], detector: str, resident_id: str | None, pau
 # (tables of the storage migrations 0001-0199; this is the only place the API names their columns)
 
 
+_RESIDENT = "SELECT resident_id AS id, home_id, kommun_org_id, region_org_id FROM residents"
+
+
 def residents_by_ids(conn: Connection[Any], ids: Sequence[str]) -> list[Row]:
     if not ids:
         return []
-    return _rows(conn, "SELECT id, home_id, org_id FROM residents WHERE id = ANY(%s) ORDER BY id", (list(ids),))
+    return _rows(conn, f"{_RESIDENT} WHERE resident_id = ANY(%s) ORDER BY resident_id", (list(ids),))
 
 
 def residents_of_org(conn: Connection[Any], org_id: str, after_id: str | None, limit: int) -> list[Row]:
+    """Residents of a municipality or region (pseudonymous), by id."""
     return _rows(
         conn,
-        "SELECT id, home_id, org_id FROM residents WHERE org_id = %s AND (%s::text IS NULL OR id > %s)"
-        " ORDER BY id LIMIT %s",
-        (org_id, after_id, after_id, limit),
+        f"{_RESIDENT} WHERE (kommun_org_id = %s OR region_org_id = %s) AND (%s::text IS NULL OR resident_id > %s)"
+        " ORDER BY resident_id LIMIT %s",
+        (org_id, org_id, after_id, after_id, limit),
     )
 
 
@@ -429,7 +443,7 @@ def open_alert_counts(conn: Connection[Any], ids: Sequence[str]) -> dict[str, in
         for r in _rows(
             conn,
             "SELECT resident_id, count(*)::int AS n FROM alerts WHERE resident_id = ANY(%s)"
-            " AND status NOT IN ('resolved', 'dismissed') GROUP BY resident_id",
+            f" AND status NOT IN {CLOSED_STATUSES} GROUP BY resident_id",
             (list(ids),),
         )
     }
@@ -438,139 +452,168 @@ def open_alert_counts(conn: Connection[Any], ids: Sequence[str]) -> dict[str, in
 def resident_identity(conn: Connection[Any], resident_id: str) -> Row | None:
     return _row(
         conn,
-        "SELECT r.id, r.home_id, r.org_id, i.name, i.personnummer FROM residents r"
-        " LEFT JOIN resident_identities i ON i.resident_id = r.id WHERE r.id = %s",
+        "SELECT r.resident_id AS id, r.home_id, r.kommun_org_id, r.region_org_id, i.name, i.personnummer"
+        " FROM residents r LEFT JOIN resident_identities i ON i.resident_id = r.resident_id"
+        " WHERE r.resident_id = %s",
         (resident_id,),
     )
 
 
-def create_resident(
-    conn: Connection[Any], resident_id: str, home_id: str, org_id: str, name: str, personnummer: str
-) -> bool:
+def create_resident(conn: Connection[Any], resident_id: str, home: Row, name: str, personnummer: str) -> bool:
+    """A resident of this home (its municipality and region); False when the id or personnummer exists."""
     row = _row(
         conn,
-        "INSERT INTO residents (id, home_id, org_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
-        (resident_id, home_id, org_id),
+        "INSERT INTO residents (resident_id, home_id, kommun_org_id, region_org_id) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING resident_id",
+        (resident_id, home["id"], home["kommun_org_id"], home["region_org_id"]),
     )
     if row is None:
         return False
-    conn.execute(
-        "INSERT INTO resident_identities (resident_id, name, personnummer) VALUES (%s, %s, %s)",
+    ident = _row(
+        conn,
+        "INSERT INTO resident_identities (resident_id, name, personnummer) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING resident_id",
         (resident_id, name, personnummer),
     )
-    return True
+    return ident is not None
+
+
+_HOME = "SELECT home_id AS id, kommun_org_id, region_org_id, area, cohabitants, timezone, created_at FROM homes"
 
 
 def home(conn: Connection[Any], home_id: str) -> Row | None:
-    return _row(conn, "SELECT * FROM homes WHERE id = %s", (home_id,))
+    return _row(conn, f"{_HOME} WHERE home_id = %s", (home_id,))
 
 
 def homes_of_org(conn: Connection[Any], org_id: str, after_id: str | None, limit: int) -> list[Row]:
     return _rows(
         conn,
-        "SELECT * FROM homes WHERE org_id = %s AND (%s::text IS NULL OR id > %s) ORDER BY id LIMIT %s",
-        (org_id, after_id, after_id, limit),
+        f"{_HOME} WHERE (kommun_org_id = %s OR region_org_id = %s) AND (%s::text IS NULL OR home_id > %s)"
+        " ORDER BY home_id LIMIT %s",
+        (org_id, org_id, after_id, after_id, limit),
     )
 
 
-def create_home(conn: Connection[Any], home_id: str, org_id: str, cohabitants: int, area: str | None) -> Row | None:
-    return _row(
+def create_home(conn: Connection[Any], h: dict[str, Any]) -> Row | None:
+    row = _row(
         conn,
-        "INSERT INTO homes (id, org_id, cohabitants, area) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING *",
-        (home_id, org_id, cohabitants, area),
+        "INSERT INTO homes (home_id, kommun_org_id, region_org_id, area, cohabitants)"
+        " VALUES (%(id)s, %(kommun_org_id)s, %(region_org_id)s, %(area)s, %(cohabitants)s)"
+        " ON CONFLICT DO NOTHING RETURNING home_id",
+        h,
     )
+    return home(conn, row["home_id"]) if row else None
 
 
-def set_monitoring(conn: Connection[Any], home_id: str, active: bool) -> Row:
-    row = _row(conn, "UPDATE homes SET monitoring_active = %s WHERE id = %s RETURNING *", (active, home_id))
-    assert row is not None
-    conn.execute("SELECT pg_notify('carechain_registry', 'homes')")
-    return row
+_CONSENT = (
+    "SELECT id, home_id, subject, subject_ref, basis, basis_note, method, given_at, valid_from, valid_to,"
+    " withdrawn_at, withdrawn_by, recorded_by FROM monitoring_consents"
+)
 
 
 def monitoring_consents(conn: Connection[Any], home_id: str) -> list[Row]:
-    return _rows(conn, "SELECT * FROM monitoring_consents WHERE home_id = %s ORDER BY id", (home_id,))
+    return _rows(conn, f"{_CONSENT} WHERE home_id = %s ORDER BY id", (home_id,))
 
 
 def add_monitoring_consent(conn: Connection[Any], home_id: str, c: dict[str, Any]) -> Row:
     row = _row(
         conn,
-        "INSERT INTO monitoring_consents (home_id, resident_id, person, basis, basis_note, method, valid_to,"
-        " recorded_by) VALUES (%(home_id)s, %(resident_id)s, %(person)s, %(basis)s, %(basis_note)s, %(method)s,"
-        " %(valid_to)s, %(recorded_by)s) RETURNING *",
+        "INSERT INTO monitoring_consents (home_id, subject, subject_ref, basis, basis_note, method, valid_to,"
+        " recorded_by) VALUES (%(home_id)s, %(subject)s, %(subject_ref)s, %(basis)s, %(basis_note)s, %(method)s,"
+        " %(valid_to)s, %(recorded_by)s) RETURNING id",
         {**c, "home_id": home_id},
     )
     assert row is not None
-    return row
+    out = _row(conn, f"{_CONSENT} WHERE id = %s", (row["id"],))
+    assert out is not None
+    return out
 
 
 def withdraw_monitoring_consent(conn: Connection[Any], home_id: str, consent_id: int, by: str) -> Row | None:
     row = _row(
         conn,
         "UPDATE monitoring_consents SET withdrawn_at = now(), withdrawn_by = %s"
-        " WHERE id = %s AND home_id = %s AND withdrawn_at IS NULL RETURNING *",
+        " WHERE id = %s AND home_id = %s AND withdrawn_at IS NULL RETURNING id",
         (by, consent_id, home_id),
     )
-    if row is not None:
-        conn.execute("SELECT pg_notify('carechain_registry', 'monitoring_consents')")
-    return row
+    return _row(conn, f"{_CONSENT} WHERE id = %s", (row["id"],)) if row else None
 
 
-def monitoring_consent_missing(conn: Connection[Any], home_id: str) -> list[str]:
-    """Who still has to consent before the home's monitoring may start (empty: nobody)."""
+def monitoring_status(conn: Connection[Any], home_id: str) -> Row:
+    """Whether the home's monitoring is active, and whose consent is still missing (storage's rule)."""
     h = home(conn, home_id)
     if h is None:
-        return ["(no such home)"]
+        return {"home_id": home_id, "active": False, "missing": ["(no such home)"]}
     valid = _rows(
         conn,
-        "SELECT resident_id, person FROM monitoring_consents WHERE home_id = %s AND withdrawn_at IS NULL"
-        " AND (valid_to IS NULL OR valid_to > now())",
+        "SELECT subject, subject_ref FROM monitoring_consents WHERE home_id = %s AND withdrawn_at IS NULL"
+        " AND valid_from <= now() AND (valid_to IS NULL OR valid_to > now())",
         (home_id,),
     )
-    consented_residents = {r["resident_id"] for r in valid if r["resident_id"]}
-    residents = [r["id"] for r in _rows(conn, "SELECT id FROM residents WHERE home_id = %s", (home_id,))]
-    missing = [f"resident {rid}" for rid in residents if rid not in consented_residents]
+    residents = [
+        r["resident_id"]
+        for r in _rows(conn, "SELECT resident_id FROM residents WHERE home_id = %s AND active", (home_id,))
+    ]
+    consented = {r["subject_ref"] for r in valid if r["subject"] == "resident"}
+    missing = [f"resident {rid}" for rid in residents if rid not in consented]
     if not residents:
         missing.append("a resident (none registered)")
-    cohabitant_consents = len({r["person"] for r in valid if not r["resident_id"]})
+    cohabitants = len({r["subject_ref"] for r in valid if r["subject"] == "cohabitant"})
     need = int(h.get("cohabitants") or 0)
-    if cohabitant_consents < need:
-        missing.append(f"{need - cohabitant_consents} person(s) living with them")
-    return missing
+    if cohabitants < need:
+        missing.append(f"{need - cohabitants} person(s) living with the resident")
+    devices = _rows(
+        conn,
+        "SELECT count(*)::int AS n, count(*) FILTER (WHERE monitoring_active)::int AS active"
+        " FROM device_registry WHERE home_id = %s",
+        (home_id,),
+    )[0]
+    return {
+        "home_id": home_id,
+        "active": not missing,
+        "missing": missing,
+        "devices": devices["n"],
+        "devices_monitored": devices["active"],
+    }
+
+
+_GATEWAY = (
+    "SELECT g.gateway_id AS id, g.home_id, g.created_at, g.revoked_at, g.last_seen_at, h.kommun_org_id,"
+    " h.region_org_id FROM gateways g JOIN homes h ON h.home_id = g.home_id"
+)
 
 
 def gateway(conn: Connection[Any], gateway_id: str) -> Row | None:
-    return _row(
-        conn,
-        "SELECT g.*, h.org_id FROM gateways g JOIN homes h ON h.id = g.home_id WHERE g.id = %s",
-        (gateway_id,),
-    )
+    return _row(conn, f"{_GATEWAY} WHERE g.gateway_id = %s", (gateway_id,))
 
 
 def gateways_of_org(conn: Connection[Any], org_id: str, after_id: str | None, limit: int) -> list[Row]:
     return _rows(
         conn,
-        "SELECT g.* FROM gateways g JOIN homes h ON h.id = g.home_id WHERE h.org_id = %s"
-        " AND (%s::text IS NULL OR g.id > %s) ORDER BY g.id LIMIT %s",
-        (org_id, after_id, after_id, limit),
+        f"{_GATEWAY} WHERE (h.kommun_org_id = %s OR h.region_org_id = %s)"
+        " AND (%s::text IS NULL OR g.gateway_id > %s) ORDER BY g.gateway_id LIMIT %s",
+        (org_id, org_id, after_id, after_id, limit),
     )
 
 
 def create_gateway(conn: Connection[Any], gateway_id: str, home_id: str) -> Row | None:
     row = _row(
         conn,
-        "INSERT INTO gateways (id, home_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING *",
+        "INSERT INTO gateways (gateway_id, home_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING gateway_id",
         (gateway_id, home_id),
     )
-    if row is not None:
-        conn.execute("SELECT pg_notify('carechain_registry', 'gateways')")
-    return row
+    return gateway(conn, gateway_id) if row else None
 
 
 def revoke_gateway(conn: Connection[Any], gateway_id: str) -> Row | None:
-    row = _row(conn, "UPDATE gateways SET revoked_at = now() WHERE id = %s RETURNING *", (gateway_id,))
-    conn.execute("SELECT pg_notify('carechain_registry', 'gateways')")
-    return row
+    conn.execute("UPDATE gateways SET revoked_at = coalesce(revoked_at, now()) WHERE gateway_id = %s", (gateway_id,))
+    return gateway(conn, gateway_id)
+
+
+_DEVICE = (
+    "SELECT d.device_id AS id, d.gateway_id, d.home_id, d.device_kind AS kind, d.room, d.resident_id,"
+    " d.created_at, d.removed_at FROM devices d JOIN homes h ON h.home_id = d.home_id"
+)
 
 
 def devices_of_org(
@@ -578,23 +621,22 @@ def devices_of_org(
 ) -> list[Row]:
     return _rows(
         conn,
-        "SELECT d.* FROM devices d JOIN gateways g ON g.id = d.gateway_id JOIN homes h ON h.id = g.home_id"
-        " WHERE h.org_id = %s AND (%s::text IS NULL OR d.gateway_id = %s) AND (%s::text IS NULL OR d.id > %s)"
-        " ORDER BY d.id LIMIT %s",
-        (org_id, gateway_id, gateway_id, after_id, after_id, limit),
+        f"{_DEVICE} WHERE (h.kommun_org_id = %s OR h.region_org_id = %s)"
+        " AND (%s::text IS NULL OR d.gateway_id = %s) AND (%s::text IS NULL OR d.device_id > %s)"
+        " ORDER BY d.device_id LIMIT %s",
+        (org_id, org_id, gateway_id, gateway_id, after_id, after_id, limit),
     )
 
 
-def create_device(conn: Connection[Any], d: dict[str, Any]) -> Row | None:
+def create_device(conn: Connection[Any], d: dict[str, Any], home_id: str) -> Row | None:
     row = _row(
         conn,
-        "INSERT INTO devices (id, gateway_id, kind, room, resident_id)"
-        " VALUES (%(id)s, %(gateway_id)s, %(kind)s, %(room)s, %(resident_id)s) ON CONFLICT DO NOTHING RETURNING *",
-        d,
+        "INSERT INTO devices (device_id, gateway_id, home_id, device_kind, room, resident_id)"
+        " VALUES (%(id)s, %(gateway_id)s, %(home_id)s, %(kind)s, %(room)s, %(resident_id)s)"
+        " ON CONFLICT DO NOTHING RETURNING device_id",
+        {**d, "home_id": home_id},
     )
-    if row is not None:
-        conn.execute("SELECT pg_notify('carechain_registry', 'devices')")
-    return row
+    return _row(conn, f"{_DEVICE} WHERE d.device_id = %s", (d["id"],)) if row else None
 
 
 def relations_of_org(conn: Connection[Any], org_id: str, after_id: int | None, limit: int) -> list[Row]:
@@ -607,26 +649,27 @@ def relations_of_org(conn: Connection[Any], org_id: str, after_id: int | None, l
 
 
 def care_plan(conn: Connection[Any], resident_id: str) -> Row | None:
-    return _row(conn, "SELECT plan, updated_at FROM care_plans WHERE resident_id = %s", (resident_id,))
+    return _row(
+        conn, "SELECT plan, version, updated_at, updated_by FROM care_plans WHERE resident_id = %s", (resident_id,)
+    )
 
 
-def put_care_plan(conn: Connection[Any], resident_id: str, plan: dict[str, Any]) -> Row | None:
+def put_care_plan(conn: Connection[Any], resident_id: str, plan: dict[str, Any], by: str) -> Row | None:
     from psycopg.types.json import Jsonb
 
     row = _row(
         conn,
-        "INSERT INTO care_plans (resident_id, plan, updated_at) VALUES (%s, %s, now())"
-        " ON CONFLICT (resident_id) DO UPDATE SET plan = excluded.plan, updated_at = now() RETURNING updated_at",
-        (resident_id, Jsonb(plan)),
+        "INSERT INTO care_plans (resident_id, plan, updated_at, updated_by) VALUES (%s, %s, now(), %s)"
+        " ON CONFLICT (resident_id) DO UPDATE SET plan = excluded.plan, updated_at = now(),"
+        " updated_by = excluded.updated_by, version = care_plans.version + 1 RETURNING version, updated_at",
+        (resident_id, Jsonb(plan), by),
     )
     conn.execute("SELECT pg_notify('carechain_registry', 'care_plans')")
     return row
 
 
-def set_plan_pause(conn: Connection[Any], resident_id: str, detector: str, paused: bool) -> None:
+def set_plan_pause(conn: Connection[Any], resident_id: str, detector: str, paused: bool, by: str) -> None:
     """Mirror a per-resident pause into the care plan's ``paused_detectors`` (what the monitor reads)."""
-    from psycopg.types.json import Jsonb
-
     from carechain.care_plan import CarePlan
 
     row = care_plan(conn, resident_id)
@@ -634,12 +677,7 @@ def set_plan_pause(conn: Connection[Any], resident_id: str, detector: str, pause
     names = set(plan["paused_detectors"])
     names = names | {detector} if paused else names - {detector}
     plan["paused_detectors"] = sorted(names)
-    conn.execute(
-        "INSERT INTO care_plans (resident_id, plan, updated_at) VALUES (%s, %s, now())"
-        " ON CONFLICT (resident_id) DO UPDATE SET plan = excluded.plan, updated_at = now()",
-        (resident_id, Jsonb(plan)),
-    )
-    conn.execute("SELECT pg_notify('carechain_registry', 'care_plans')")
+    put_care_plan(conn, resident_id, plan, by)
 
 
 # --- observations -----------------------------------------------------------------------------
@@ -658,8 +696,9 @@ def observations_raw(
     limit: int,
 ) -> list[Row]:
     q = (
-        "SELECT event_id, ts, kind, value, device_id FROM observations WHERE resident_id = %s"
-        " AND ts >= %s AND ts < %s AND (kind LIKE 'medication.%%') = %s AND (%s::text IS NULL OR kind = %s)"
+        "SELECT event_id, ts, kind, coalesce(to_jsonb(value_num), to_jsonb(value_text)) AS value, device_id, room,"
+        " late FROM observations WHERE resident_id = %s AND ts >= %s AND ts < %s"
+        " AND (kind LIKE 'medication.%%') = %s AND (%s::text IS NULL OR kind = %s)"
     )
     params: list[Any] = [resident_id, since, until, medication, kind, kind]
     if after:
@@ -673,44 +712,42 @@ def observations_raw(
 def observations_bucketed(
     conn: Connection[Any], resident_id: str, since: datetime, until: datetime, step: Any, kind: str | None
 ) -> list[Row]:
+    """Readings per bucket and kind: count and min/avg/max of numeric values."""
     return _rows(
         conn,
-        "SELECT date_bin(%s, ts, '2000-01-01'::timestamptz) AS bucket, kind, count(*)::int AS n,"
-        " min(value) AS min, avg(value) AS avg, max(value) AS max FROM observations"
+        "SELECT date_bin(%s, ts, timestamptz '2000-01-01') AS bucket, kind, count(*)::int AS n,"
+        " min(value_num) AS min, avg(value_num) AS avg, max(value_num) AS max FROM observations"
         " WHERE resident_id = %s AND ts >= %s AND ts < %s AND (%s::text IS NULL OR kind = %s)"
         " GROUP BY 1, 2 ORDER BY 1, 2",
         (step, resident_id, since, until, kind, kind),
     )
 
 
-ACTIVITY_KINDS = ["motion", "door", "bed"]
-VITAL_KINDS = ["heart_rate", "spo2", "temperature"]
-
-
 def activity_summary(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
+    """Motion events per hour and room (storage's ``activity_hourly``)."""
     return _rows(
         conn,
-        "SELECT date_trunc('hour', ts) AS hour, coalesce(room, '') AS room, count(*)::int AS events"
-        " FROM observations WHERE resident_id = %s AND ts >= %s AND ts < %s AND kind = ANY(%s)"
-        " GROUP BY 1, 2 ORDER BY 1, 2",
-        (resident_id, since, until, ACTIVITY_KINDS),
+        "SELECT bucket AS hour, coalesce(room, '') AS room, motion_events::int AS events FROM activity_hourly"
+        " WHERE resident_id = %s AND bucket >= %s AND bucket < %s ORDER BY 1, 2",
+        (resident_id, since, until),
     )
 
 
 def vitals_summary(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
+    """Hourly min/avg/max per vital sign (storage's ``vitals_hourly``)."""
     return _rows(
         conn,
-        "SELECT date_trunc('hour', ts) AS hour, kind, min(value) AS min, avg(value) AS avg, max(value) AS max,"
-        " count(*)::int AS n FROM observations WHERE resident_id = %s AND ts >= %s AND ts < %s"
-        " AND kind = ANY(%s) GROUP BY 1, 2 ORDER BY 1, 2",
-        (resident_id, since, until, VITAL_KINDS),
+        "SELECT bucket AS hour, kind, min_value AS min, avg_value AS avg, max_value AS max, n::int AS n"
+        " FROM vitals_hourly WHERE resident_id = %s AND bucket >= %s AND bucket < %s ORDER BY 1, 2",
+        (resident_id, since, until),
     )
 
 
 def detector_scores(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
     return _rows(
         conn,
-        "SELECT * FROM detector_scores WHERE resident_id = %s AND ts >= %s AND ts < %s ORDER BY ts LIMIT 10000",
+        "SELECT ts, detector, detector_version, score, threshold, features FROM scores"
+        " WHERE resident_id = %s AND ts >= %s AND ts < %s ORDER BY ts LIMIT 10000",
         (resident_id, since, until),
     )
 
@@ -718,6 +755,7 @@ def detector_scores(conn: Connection[Any], resident_id: str, since: datetime, un
 # --- alerts -----------------------------------------------------------------------------------
 
 ALERT_TIME = "created_at"
+CLOSED_STATUSES = "('resolved', 'dismissed')"
 
 
 def _alert_doc(r: Row) -> Row:
@@ -742,7 +780,7 @@ def alerts_for(
     where = ["a.resident_id = ANY(%s)"]
     params: list[Any] = [list(resident_ids)]
     if status == "open":
-        where.append("a.status NOT IN ('resolved', 'dismissed')")
+        where.append(f"a.status NOT IN {CLOSED_STATUSES}")
     elif status:
         where.append("a.status = %s")
         params.append(status)
@@ -813,11 +851,11 @@ def detector_site_figures(conn: Connection[Any], since: datetime) -> dict[str, l
     """Per detector and site (organisation): alerts per resident-week and dismiss rate."""
     rows = _rows(
         conn,
-        "WITH per AS (SELECT a.detector, r.org_id, count(*)::float AS alerts,"
+        "WITH per AS (SELECT a.detector, r.kommun_org_id AS org_id, count(*)::float AS alerts,"
         " count(*) FILTER (WHERE a.status = 'dismissed')::float AS dismissed"
-        " FROM alerts a JOIN residents r ON r.id = a.resident_id WHERE a.created_at >= %s"
-        " GROUP BY a.detector, r.org_id),"
-        " pop AS (SELECT org_id, count(*)::float AS residents FROM residents GROUP BY org_id)"
+        " FROM alerts a JOIN residents r ON r.resident_id = a.resident_id WHERE a.created_at >= %s"
+        " GROUP BY a.detector, r.kommun_org_id),"
+        " pop AS (SELECT kommun_org_id AS org_id, count(*)::float AS residents FROM residents GROUP BY 1)"
         " SELECT per.detector, per.org_id,"
         " round((per.alerts / greatest(pop.residents, 1) / greatest(extract(epoch FROM now() - %s) / 604800.0,"
         " 1e-9))::numeric, 4)::float AS alerts_per_resident_week,"

@@ -113,5 +113,5 @@ def pause_resident(
     _known(detector)
     with conn.transaction():
         row = store.set_pause(conn, detector, grant.resident_id, body.paused, body.reason, grant.ctx.user_id)
-        store.set_plan_pause(conn, grant.resident_id, detector, body.paused)
+        store.set_plan_pause(conn, grant.resident_id, detector, body.paused, grant.ctx.user_id)
     return PauseOut(**row)

@@ -26,7 +26,8 @@ def get_care_plan(conn: Db, grant: Annotated[ResidentGrant, Depends(resident_acc
     row = store.care_plan(conn, grant.resident_id)
     stored: dict[str, Any] | None = row["plan"] if row else None
     plan = CarePlan.from_dict(grant.resident_id, stored).to_dict()
-    return CarePlanOut(resident_id=grant.resident_id, plan=plan, updated_at=row.get("updated_at") if row else None)
+    meta = {k: row[k] for k in ("version", "updated_at", "updated_by")} if row else {}
+    return CarePlanOut(resident_id=grant.resident_id, plan=plan, **meta)
 
 
 @router.put(
@@ -46,8 +47,14 @@ def put_care_plan(
         doc = plan.to_dict()
     except (ValueError, TypeError, KeyError) as e:
         raise ProblemError(422, f"invalid care plan: {type(e).__name__}: {e}", slug="validation") from None
-    row = store.put_care_plan(conn, grant.resident_id, doc)
-    return CarePlanOut(resident_id=grant.resident_id, plan=doc, updated_at=row.get("updated_at") if row else None)
+    row = store.put_care_plan(conn, grant.resident_id, doc, grant.ctx.user_id)
+    return CarePlanOut(
+        resident_id=grant.resident_id,
+        plan=doc,
+        version=row["version"] if row else None,
+        updated_at=row["updated_at"] if row else None,
+        updated_by=grant.ctx.user_id,
+    )
 
 
 @router.get(

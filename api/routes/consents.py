@@ -11,7 +11,15 @@ from fastapi import APIRouter, Depends, Path, Request
 from api import audit, store
 from api.access import Category, Decision, Outcome, UserContext, may_record_consent
 from api.deps import AdminUser, CurrentUser, Db, ResidentGrant, action_name, resident_access
-from api.models import BlockIn, BlockOut, MonitoringConsentIn, SharingConsentIn, SharingConsentOut
+from api.models import (
+    BlockIn,
+    BlockOut,
+    MonitoringConsentIn,
+    MonitoringConsentOut,
+    MonitoringStatus,
+    SharingConsentIn,
+    SharingConsentOut,
+)
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
 router = APIRouter(tags=["consents"], responses=PROBLEM_RESPONSES)
@@ -144,30 +152,35 @@ def lift_block(request: Request, resident_id: ResidentId, block_id: RowId, ctx: 
 # --- monitoring consent (the home) ------------------------------------------------------------
 
 
+def _home_of_admin(conn: Any, ctx: UserContext, home_id: str) -> dict[str, Any]:
+    home = store.home(conn, home_id)
+    if home is None or ctx.org_id not in (home["kommun_org_id"], home["region_org_id"]):
+        raise ProblemError(404, "Not found")
+    return home
+
+
 @router.get(
     "/v1/homes/{home_id}/monitoring-consents",
-    response_model=list[dict[str, Any]],
+    response_model=list[MonitoringConsentOut],
     summary="Monitoring consents recorded for a home (administrator of the home's organisation)",
 )
-def list_monitoring_consents(home_id: HomeId, ctx: AdminUser, conn: Db) -> list[dict[str, Any]]:
-    home = store.home(conn, home_id)
-    if home is None or home["org_id"] != ctx.org_id:
-        raise ProblemError(404, "Not found")
-    return store.monitoring_consents(conn, home_id)
+def list_monitoring_consents(home_id: HomeId, ctx: AdminUser, conn: Db) -> list[MonitoringConsentOut]:
+    _home_of_admin(conn, ctx, home_id)
+    return [MonitoringConsentOut(**r) for r in store.monitoring_consents(conn, home_id)]
 
 
 @router.post(
     "/v1/homes/{home_id}/monitoring-consents",
-    response_model=dict[str, Any],
+    response_model=MonitoringConsentOut,
     status_code=201,
-    summary="Record the monitoring consent of the resident or a person living with them",
+    summary="Record the monitoring consent of the resident or of a person living with them",
+    description="The home's monitoring starts only when the resident and every person living there have a valid "
+    "consent (or, for someone who cannot decide, a documented basis); see GET /v1/homes/{home_id}/monitoring.",
 )
 def add_monitoring_consent(
     request: Request, home_id: HomeId, body: MonitoringConsentIn, ctx: AdminUser, conn: Db
-) -> dict[str, Any]:
-    home = store.home(conn, home_id)
-    if home is None or home["org_id"] != ctx.org_id:
-        raise ProblemError(404, "Not found")
+) -> MonitoringConsentOut:
+    _home_of_admin(conn, ctx, home_id)
     if body.basis == "documented_basis" and not body.basis_note:
         raise ProblemError(422, "documented_basis needs the basis in basis_note", slug="validation")
     with conn.transaction():
@@ -177,37 +190,45 @@ def add_monitoring_consent(
             ctx,
             action=action_name(request),
             resource=f"home/{home_id}/monitoring-consent",
-            resident_id=body.resident_id,
+            resident_id=body.subject_ref if body.subject == "resident" else None,
             outcome=Outcome.ALLOWED,
             purpose="administration",
             basis=f"org:{ctx.org_id}",
         )
-    return row
+    return MonitoringConsentOut(**row)
 
 
 @router.post(
     "/v1/homes/{home_id}/monitoring-consents/{consent_id}/withdraw",
-    response_model=dict[str, Any],
-    summary="Withdraw a monitoring consent: the bridge discards the home's readings from now on",
+    response_model=MonitoringConsentOut,
+    summary="Withdraw a monitoring consent: the bridge discards the home's readings from now on (logged)",
 )
 def withdraw_monitoring_consent(
     request: Request, home_id: HomeId, consent_id: RowId, ctx: AdminUser, conn: Db
-) -> dict[str, Any]:
-    home = store.home(conn, home_id)
-    if home is None or home["org_id"] != ctx.org_id:
-        raise ProblemError(404, "Not found")
+) -> MonitoringConsentOut:
+    _home_of_admin(conn, ctx, home_id)
     with conn.transaction():
         row = store.withdraw_monitoring_consent(conn, home_id, consent_id, ctx.user_id)
         audit.record(
             conn,
             ctx,
             action=action_name(request),
-            resource=f"home/{home_id}/monitoring-consent/{consent_id}",
-            resident_id=row.get("resident_id") if row else None,
+            resource=f"home/{home_id}/monitoring-consent/{consent_id}/withdraw",
+            resident_id=row["subject_ref"] if row and row["subject"] == "resident" else None,
             outcome=Outcome.ALLOWED if row else Outcome.DENIED,
             purpose="administration",
             basis=f"org:{ctx.org_id}",
         )
     if row is None:
         raise ProblemError(404, "Not found")
-    return row
+    return MonitoringConsentOut(**row)
+
+
+@router.get(
+    "/v1/homes/{home_id}/monitoring",
+    response_model=MonitoringStatus,
+    summary="Is the home monitored? Whose consent is still missing?",
+)
+def monitoring_status(home_id: HomeId, ctx: AdminUser, conn: Db) -> MonitoringStatus:
+    _home_of_admin(conn, ctx, home_id)
+    return MonitoringStatus(**store.monitoring_status(conn, home_id))

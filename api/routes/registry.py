@@ -2,7 +2,8 @@
 
 Provisioning a gateway creates its broker account on the real Mosquitto (dynamic security: a client and a
 role that may publish only under its own topic); revoking deletes it, which locks the gateway out at once.
-Activating a home's monitoring needs the stored consent of every resident and every person living there.
+A home's monitoring runs only with the stored consent of every resident and every person living there
+(see the consents routes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import audit, store
-from api.access import Outcome, Purpose, UserContext
+from api.access import OrgKind, Outcome, Purpose, UserContext
 from api.deps import AdminUser, Db, action_name, get_state
 from api.models import ID_PATTERN
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
@@ -29,6 +30,7 @@ ThingId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9
 class HomeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=ID_PATTERN, examples=["h-0012"])
+    region_org_id: str = Field(pattern=ID_PATTERN, description="the resident's region", examples=["region-uppsala"])
     cohabitants: int = Field(default=0, ge=0, le=20, description="people living with the resident(s)")
     area: str | None = Field(default=None, max_length=128, examples=["Gottsunda"])
 
@@ -36,8 +38,9 @@ class HomeIn(BaseModel):
 class Home(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str = Field(examples=["h-0012"])
-    org_id: str = Field(examples=["kommun-uppsala"])
-    monitoring_active: bool = Field(default=False)
+    kommun_org_id: str = Field(examples=["kommun-uppsala"])
+    region_org_id: str = Field(examples=["region-uppsala"])
+    cohabitants: int = 0
 
 
 class GatewayIn(BaseModel):
@@ -73,11 +76,6 @@ class Device(BaseModel):
     gateway_id: str = Field(examples=["gw-0042"])
 
 
-class MonitoringIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    active: bool = Field(examples=[True])
-
-
 def _log(request: Request, conn: Any, ctx: UserContext, resource: str, ok: bool = True) -> None:
     audit.record(
         conn,
@@ -92,7 +90,7 @@ def _log(request: Request, conn: Any, ctx: UserContext, resource: str, ok: bool 
 
 def _own_home(conn: Any, ctx: UserContext, home_id: str) -> dict[str, Any]:
     home = store.home(conn, home_id)
-    if home is None or home["org_id"] != ctx.org_id:
+    if home is None or ctx.org_id not in (home["kommun_org_id"], home["region_org_id"]):
         raise ProblemError(404, "Not found")
     return home
 
@@ -111,10 +109,19 @@ def list_homes(
     )
 
 
-@router.post("/homes", response_model=Home, status_code=201, summary="Register a home (monitoring inactive)")
+@router.post(
+    "/homes",
+    response_model=Home,
+    status_code=201,
+    summary="Register a home of the administrator's municipality (monitored only after everyone's consent)",
+)
 def create_home(request: Request, body: HomeIn, ctx: AdminUser, conn: Db) -> Home:
+    if ctx.org_kind is not OrgKind.MUNICIPALITY:
+        raise ProblemError(403, "Homes are registered by their municipality")
+    if store.organisation_kinds(conn).get(body.region_org_id) != "region":
+        raise ProblemError(422, "region_org_id is not a region", slug="validation")
     with conn.transaction():
-        row = store.create_home(conn, body.id, ctx.org_id, body.cohabitants, body.area)
+        row = store.create_home(conn, {**body.model_dump(), "kommun_org_id": ctx.org_id})
         if row is None:
             raise ProblemError(409, "A home with this id exists")
         _log(request, conn, ctx, f"home/{body.id}")
@@ -124,26 +131,6 @@ def create_home(request: Request, body: HomeIn, ctx: AdminUser, conn: Db) -> Hom
 @router.get("/homes/{home_id}", response_model=Home, summary="One home")
 def get_home(home_id: ThingId, ctx: AdminUser, conn: Db) -> Home:
     return Home(**_own_home(conn, ctx, home_id))
-
-
-@router.put(
-    "/homes/{home_id}/monitoring",
-    response_model=Home,
-    summary="Activate or stop a home's monitoring",
-    description="Activation is refused (409) until the monitoring consent (or documented basis) of every "
-    "resident of the home and of every person living with them is stored.",
-)
-def set_monitoring(request: Request, home_id: ThingId, body: MonitoringIn, ctx: AdminUser, conn: Db) -> Home:
-    _own_home(conn, ctx, home_id)
-    if body.active:
-        missing = store.monitoring_consent_missing(conn, home_id)
-        if missing:
-            _log(request, conn, ctx, f"home/{home_id}/monitoring", ok=False)
-            raise ProblemError(409, "Monitoring needs the consent of: " + ", ".join(missing), slug="consent-missing")
-    with conn.transaction():
-        row = store.set_monitoring(conn, home_id, body.active)
-        _log(request, conn, ctx, f"home/{home_id}/monitoring")
-    return Home(**row)
 
 
 @router.get("/gateways", response_model=Page[Gateway], summary="Gateways of the organisation's homes")
@@ -199,7 +186,7 @@ def revoke_gateway(request: Request, gateway_id: ThingId, ctx: AdminUser, conn: 
     from carechain.services.broker_accounts import BrokerAccountError, BrokerAccounts
 
     gw = store.gateway(conn, gateway_id)
-    if gw is None or gw.get("org_id") != ctx.org_id:
+    if gw is None or ctx.org_id not in (gw["kommun_org_id"], gw["region_org_id"]):
         raise ProblemError(404, "Not found")
     try:
         BrokerAccounts.from_settings(get_state(request).settings).revoke_gateway(gateway_id)
@@ -230,10 +217,10 @@ def list_devices(
 @router.post("/devices", response_model=Device, status_code=201, summary="Register a device on a gateway")
 def create_device(request: Request, body: DeviceIn, ctx: AdminUser, conn: Db) -> Device:
     gw = store.gateway(conn, body.gateway_id)
-    if gw is None or gw.get("org_id") != ctx.org_id:
+    if gw is None or ctx.org_id not in (gw["kommun_org_id"], gw["region_org_id"]):
         raise ProblemError(404, "Not found")
     with conn.transaction():
-        row = store.create_device(conn, body.model_dump())
+        row = store.create_device(conn, body.model_dump(), gw["home_id"])
         if row is None:
             raise ProblemError(409, "A device with this id exists")
         _log(request, conn, ctx, f"device/{body.id}")

@@ -90,7 +90,7 @@ def list_residents(
     "",
     response_model=ResidentSummary,
     status_code=201,
-    summary="Register a resident (admin of the home's organisation)",
+    summary="Register a resident (administrator of the home's municipality)",
     description="The personnummer is validated (date part and check digit) and stored apart from the "
     "pseudonymous id; it is never logged.",
 )
@@ -100,12 +100,12 @@ def create_resident(request: Request, body: ResidentCreate, ctx: AdminUser, conn
     except InvalidPersonnummer as e:
         raise ProblemError(422, f"personnummer: {e}", slug="validation") from None
     home = store.home(conn, body.home_id)
-    if home is None or home["org_id"] != ctx.org_id:
+    if home is None or home["kommun_org_id"] != ctx.org_id:
         raise ProblemError(404, "Not found")
     rid = body.id or f"r-{uuid.uuid4().hex[:12]}"
     with conn.transaction():
-        if not store.create_resident(conn, rid, body.home_id, ctx.org_id, body.name, display(pnr.normalised)):
-            raise ProblemError(409, "A resident with this id exists")
+        if not store.create_resident(conn, rid, home, body.name, display(pnr.normalised)):
+            raise ProblemError(409, "A resident with this id or personnummer exists")
         audit.record(
             conn,
             ctx,
@@ -116,7 +116,9 @@ def create_resident(request: Request, body: ResidentCreate, ctx: AdminUser, conn
             purpose=Purpose.ADMINISTRATION,
             basis=f"org:{ctx.org_id}",
         )
-    return ResidentSummary(id=rid, home_id=body.home_id, org_id=ctx.org_id)
+    return ResidentSummary(
+        id=rid, home_id=body.home_id, kommun_org_id=home["kommun_org_id"], region_org_id=home["region_org_id"]
+    )
 
 
 @router.get(

@@ -4,7 +4,6 @@ free port, and tokens from the local issuer (state in a temporary directory)."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import socket
 import threading
 import time
@@ -21,7 +20,6 @@ from carechain.settings import Settings
 from tests.conftest import service_unavailable
 
 HERE = Path(__file__).parent
-MIGRATIONS = Path(__file__).parents[2] / "carechain" / "db" / "migrations"
 
 
 def _admin_url(url: str, db: str) -> str:
@@ -30,21 +28,14 @@ def _admin_url(url: str, db: str) -> str:
 
 
 def _migrate(url: str, settings: Settings) -> None:
-    """The storage runner when it is there; otherwise the core-table stub and every plain migration file."""
-    try:
-        runner: Any = importlib.import_module("carechain.db.migrate")
-    except ImportError:
-        runner = None
-    if runner is not None and hasattr(runner, "migrate"):
-        runner.migrate(url)
-        return
+    """Every migration (the storage runner), and the alert tables' stand-in until the alert service's land."""
+    from carechain.db.migrate import migrate
+
+    migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute((HERE / "core_stub.sql").read_text())  # type: ignore[arg-type]
-        for f in sorted(MIGRATIONS.glob("0[2-9]*.sql")):
-            if f.name.endswith(".timescale.sql"):
-                continue
-            conn.execute(f.read_text())  # type: ignore[arg-type]
-            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (int(f.name[:4]), f.name))
+        row = conn.execute("SELECT to_regclass('alerts')").fetchone()
+        if row is None or row[0] is None:
+            conn.execute((HERE / "alerts_stub.sql").read_text())  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -68,15 +68,15 @@ class User:
 
     @property
     def kind(self) -> str:
-        return seed.ORGS[self.org]
+        return seed.POLICY_KIND[seed.ORGS[self.org]]
 
     @property
     def unit(self) -> str:
         return f"{self.org}-{'consented' if self.consent else 'plain'}"
 
-    @property
-    def cross(self) -> bool:
-        return self.org != seed.KOMMUN_A
+    def cross(self, category: str) -> bool:
+        """The resident's municipality owns her data; her region owns the clinical category."""
+        return self.org != (seed.REGION_X if category == "clinical" else seed.KOMMUN_A)
 
 
 def users() -> list[User]:
@@ -88,8 +88,6 @@ def users() -> list[User]:
         (False, True),
         (False, True),
     ):
-        if con and org == seed.KOMMUN_A:
-            continue  # consent is only asked across organisations
         if em and role not in ("nurse", "clinician"):
             continue  # only care staff may open emergency access
         out.append(User(role, org, rel, con, em))
@@ -105,7 +103,7 @@ def expected(u: User, category: str, write: bool) -> tuple[int, str | None]:
         return 404, None
     if category not in scope:
         return 403, "relation:" if u.relation else "emergency:"
-    if u.relation and (not u.cross or u.consent):
+    if u.relation and (not u.cross(category) or u.consent):
         return 200, "relation:"
     if u.emergency:
         return 200, "emergency:"
@@ -121,6 +119,8 @@ def world(db: psycopg.Connection[Any]) -> dict[str, Any]:
     seed.alert(db, RID, "infection_signs", "clinical", notify=False)
     for org in (seed.KOMMUN_B, seed.REGION_X, seed.REGION_Y):
         seed.consent(db, RID, org, f"{org}-consented", sorted(ALL))
+    for org in (seed.KOMMUN_A, seed.KOMMUN_B, seed.REGION_Y):
+        seed.consent(db, RID, org, f"{org}-consented", ["clinical"], owner=seed.REGION_X)
     everyone = users()
     for u in everyone:
         if u.relation:
@@ -131,7 +131,7 @@ def world(db: psycopg.Connection[Any]) -> dict[str, Any]:
 async def _open_emergency(c: httpx.AsyncClient, headers: dict[str, str]) -> None:
     step1 = await c.get(f"/v1/residents/{RID}/emergency", headers=headers)
     assert step1.status_code == 200, step1.text
-    assert {u["org_id"] for u in step1.json()["units"]} >= {seed.KOMMUN_A}
+    assert {u["org_id"] for u in step1.json()["units"]} >= {seed.KOMMUN_A, seed.REGION_X}
     step2 = await c.post(
         f"/v1/residents/{RID}/emergency",
         json={"reason": "Found on the floor, unresponsive; need medication list", "reason_code": "unconscious"},
@@ -228,7 +228,7 @@ def test_kommun_nurse_sees_needs_a_visit_region_sees_the_clinical_alert(
     live: LiveServer, mint: Any, world: dict[str, Any]
 ) -> None:
     kommun = User("nurse", seed.KOMMUN_A, True, False, False)
-    region = User("clinician", seed.REGION_X, True, True, False)
+    region = User("clinician", seed.REGION_X, True, True, False)  # consent for the municipality's alerts
     kinds = {}
     for u in (kommun, region):
         with httpx.Client(base_url=live.url) as c:
