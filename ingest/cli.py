@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-id", help="MQTT client id (the persistent session); default from settings")
     parser.add_argument("--batch-max", type=int, default=500, help="most MQTT messages per Kafka batch")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait to fill a batch")
+    parser.add_argument("--inflight-batches", type=int, default=4,
+                        help="Kafka batches in flight while the next is routed (MQTT acks stay in order)")
     parser.add_argument("--linger-ms", type=int, default=5, help="Kafka producer linger")
     parser.add_argument("--kafka-batch-bytes", type=int, default=512 * 1024, help="Kafka producer batch size")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="Kafka compression")
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             tuning=BridgeTuning(
                 batch_max_messages=args.batch_max,
                 batch_wait_ms=args.batch_wait_ms,
+                max_inflight_batches=args.inflight_batches,
                 stats_interval_s=args.stats_interval_s,
             ),
         )

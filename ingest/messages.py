@@ -24,9 +24,13 @@ class InboundMessage:
     connection: int  # which connection delivered it; an ack is only valid on the same one
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
-    """One record to produce; key and value already serialised."""
+    """One record to produce; key and value already serialised.
+
+    Not frozen: one is made per reading, and a frozen dataclass costs four times as much
+    to construct (``object.__setattr__`` per field).
+    """
 
     topic: str
     key: bytes | None
