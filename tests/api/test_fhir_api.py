@@ -42,23 +42,25 @@ def seeded(db: psycopg.Connection[Any], app: Any) -> dict[str, Any]:
     seed.resident(db, RID, HOME)
     seed.relation(db, NURSE, seed.KOMMUN_A, "hc-1", RID)
     seed.relation(db, CLINICIAN, seed.REGION_X, None, RID)
-    db.execute("INSERT INTO gateways (id, home_id) VALUES ('gw-fhir-1', %s) ON CONFLICT DO NOTHING", (HOME,))
-    for dev, kind, room in (("d-1", "motion", "kitchen"), ("robot-fhir-1", "robot", "kitchen")):
+    db.execute("INSERT INTO gateways (gateway_id, home_id) VALUES ('gw-fhir-1', %s) ON CONFLICT DO NOTHING", (HOME,))
+    for dev, kind in (("d-1-fhir", "motion"), ("robot-fhir-1", "robot")):
         db.execute(
-            "INSERT INTO devices (id, gateway_id, kind, room, resident_id) VALUES (%s, 'gw-fhir-1', %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
-            (f"{dev}-fhir" if dev == "d-1" else dev, kind, room, RID),
+            "INSERT INTO devices (device_id, gateway_id, home_id, device_kind, room, resident_id)"
+            " VALUES (%s, 'gw-fhir-1', %s, %s, 'kitchen', %s) ON CONFLICT DO NOTHING",
+            (dev, HOME, kind, RID),
         )
     seed.observations(db, RID, days=1, per_hour=2)
     now = datetime.now(UTC)
+    for n, (kind, ago) in enumerate((("medication.dose_taken", 3), ("medication.dose_missed", 1))):
+        ts = now - timedelta(hours=ago)
+        db.execute(
+            "INSERT INTO observations (event_id, resident_id, home_id, device_id, room, kind, value_text, ts,"
+            " received_at, seq) VALUES (%s, %s, %s, 'robot-fhir-1', 'kitchen', %s, '08:00', %s, %s, %s)",
+            (f"dose-fhir-{n}", RID, HOME, kind, ts, ts, n),
+        )
     db.execute(
-        "INSERT INTO observations (event_id, resident_id, ts, kind, value, device_id) VALUES"
-        " ('dose-fhir-1', %s, %s, 'medication.dose_taken', 1, 'robot-fhir-1'),"
-        " ('dose-fhir-2', %s, %s, 'medication.dose_missed', 1, 'robot-fhir-1')",
-        (RID, now - timedelta(hours=3), RID, now - timedelta(hours=1)),
-    )
-    db.execute(
-        "INSERT INTO detector_scores (resident_id, ts, detector, score) VALUES (%s, %s, 'rhythm', 0.91)",
+        "INSERT INTO scores (resident_id, detector, detector_version, ts, score, threshold)"
+        " VALUES (%s, 'rhythm', '0.26.1-1', %s, 0.91, 0.8)",
         (RID, now - timedelta(minutes=30)),
     )
     fall, _ = seed.alert(db, RID, kind="fall", notify=False)
@@ -75,8 +77,8 @@ def seeded(db: psycopg.Connection[Any], app: Any) -> dict[str, Any]:
         outcome=Outcome.ALLOWED,
     )
     db.execute(
-        "INSERT INTO monitoring_consents (home_id, resident_id, person, basis, method, recorded_by)"
-        " VALUES (%s, %s, 'resident', 'consent', 'written', %s)",
+        "INSERT INTO monitoring_consents (home_id, subject, subject_ref, basis, method, recorded_by)"
+        " VALUES (%s, 'resident', %s, 'consent', 'written', %s)",
         (HOME, RID, NURSE),
     )
     return {"fall": fall, "dose": dose, "silent": silent, "clinical": clinical}
@@ -130,7 +132,9 @@ def test_patient_allowed_with_relation_denied_without_and_audited(
     nurse = mint(NURSE, seed.KOMMUN_A, "nurse", "hc-1")
     data = _resource(_get(live, f"/Patient/{RID}", nurse), "Patient")
     # Home-care nurses with a relation have the identity scope: name and personnummer are shown.
-    assert data["identifier"][0]["value"] == "191212121212"
+    stored = db.execute("SELECT personnummer FROM resident_identities WHERE resident_id = %s", (RID,)).fetchone()
+    assert stored is not None
+    assert data["identifier"][0]["value"] == stored[0].replace("-", "")
     assert data["name"][0]["family"] == "Person"
     rows = _audit_rows(db, NURSE, "FHIR read Patient")
     assert rows[-1][0] == "allowed" and rows[-1][1] == RID and rows[-1][3].startswith("relation:")
@@ -143,19 +147,28 @@ def test_patient_allowed_with_relation_denied_without_and_audited(
     assert denied[0][1] == RID
 
 
-def test_cross_organisation_needs_consent(
+def test_region_reads_its_clinical_data_and_needs_consent_for_the_rest(
     live: LiveServer, mint: Any, db: psycopg.Connection[Any], seeded: dict[str, Any]
 ) -> None:
     clinician = mint(CLINICIAN, seed.REGION_X, "clinician")
-    _outcome(_get(live, "/Observation", clinician, patient=RID), 403, "forbidden")
-    assert _audit_rows(db, CLINICIAN, "FHIR search Observation")[-1][0] == "denied"
-    consent_id = seed.consent(db, RID, seed.REGION_X, None, ["sensor_events", "clinical", "identity", "alerts"])
+    # The region owns the clinical category: the anomaly score is there; the municipality's readings are not.
+    bundle = _resource(_get(live, "/Observation", clinician, patient=RID, _count=500), "Bundle")
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in bundle["entry"]} == {"rhythm"}
+    outcomes = {(r[2], r[0]) for r in _audit_rows(db, CLINICIAN, "FHIR search Observation")}
+    assert {("fhir/Observation/clinical", "allowed"), ("fhir/Observation/sensor_events", "denied")} <= outcomes
+    # Medication and identity belong to the municipality: no consent, no access (403: the relation is known).
+    _outcome(_get(live, "/MedicationAdministration", clinician, patient=RID), 403, "forbidden")
+    _outcome(_get(live, f"/Patient/{RID}", clinician), 403, "forbidden")
+    consent_id = seed.consent(db, RID, seed.REGION_X, None, ["sensor_events", "medication", "identity", "alerts"])
     try:
         bundle = _resource(_get(live, "/Observation", clinician, patient=RID, _count=500), "Bundle")
         codes = {e["resource"]["code"]["coding"][0]["code"] for e in bundle["entry"]}
-        assert "rhythm" in codes  # the region's clinician sees the anomaly score (clinical scope)
-        last = _audit_rows(db, CLINICIAN, "FHIR search Observation")[-1]
-        assert last[0] == "allowed" and "+consent:" in last[3]
+        assert {"rhythm", "8867-4", "motion"} <= codes
+        last_two = _audit_rows(db, CLINICIAN, "FHIR search Observation")[-2:]  # one row per category checked
+        assert all(r[0] == "allowed" for r in last_two)
+        assert any(r[2] == "fhir/Observation/sensor_events" and "+consent:" in r[3] for r in last_two)
+        doses = _resource(_get(live, "/MedicationAdministration", clinician, patient=RID), "Bundle")
+        assert len(doses["entry"]) == 2
         patient = _resource(_get(live, f"/Patient/{RID}", clinician), "Patient")
         assert patient["identifier"][0]["system"].endswith("personnummer")
     finally:

@@ -26,7 +26,7 @@ def seeded(db: psycopg.Connection[Any], app: Any) -> None:
     mount_page_and_fhir(app)  # a no-op once api.routes.ROUTERS lists both routers
     seed.organisations(db)
     db.execute(
-        "INSERT INTO organisations (id, name, kind) VALUES (%s, 'Kommun Robot', 'municipality') ON CONFLICT DO NOTHING",
+        "INSERT INTO organisations (org_id, name, kind) VALUES (%s, 'Kommun Robot', 'kommun') ON CONFLICT DO NOTHING",
         (ORG,),
     )
     seed.resident(db, "r-robot-1", "h-robot-1", ORG)
@@ -39,11 +39,11 @@ def seeded(db: psycopg.Connection[Any], app: Any) -> None:
         ("robot-a-4", "r-robot-1", now - timedelta(days=60), "medication.dose_taken"),  # outside the window
         ("robot-b-1", "r-robot-2", now - timedelta(hours=2), "medication.dose_taken"),  # another municipality
     ]
-    for event_id, rid, ts, kind in rows:
+    for n, (event_id, rid, ts, kind) in enumerate(rows):
         db.execute(
-            "INSERT INTO observations (event_id, resident_id, ts, kind, value, device_id) VALUES (%s, %s, %s, %s, 1,"
-            " 'robot') ON CONFLICT DO NOTHING",
-            (event_id, rid, ts, kind),
+            "INSERT INTO observations (event_id, resident_id, home_id, device_id, kind, value_text, ts, received_at,"
+            " seq) VALUES (%s, %s, 'h', 'robot', %s, '08:00', %s, %s, %s) ON CONFLICT DO NOTHING",
+            (event_id, rid, kind, ts, ts, n),
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,15 @@ def db(api_server: RunningApi) -> Iterator[psycopg.Connection[Any]]:
         seed.resident(conn, RID, "h-web-1")
         seed.relation(conn, NURSE, seed.KOMMUN_A, "hc-1", RID)
         seed.observations(conn, RID, days=3, per_hour=2)
+        now = datetime.now(UTC)
+        for day in range(3):
+            for slot, hour, kind in (("08:00", 7, "medication.dose_taken"), ("20:00", 19, "medication.dose_missed")):
+                ts = (now - timedelta(days=day + 1)).replace(hour=hour, minute=5)
+                conn.execute(
+                    "INSERT INTO observations (event_id, resident_id, home_id, device_id, kind, value_text, ts,"
+                    " received_at, seq) VALUES (%s, %s, 'h-web-1', 'robot-web', %s, %s, %s, %s, %s)",
+                    (f"dose-web-{day}-{slot}", RID, kind, slot, ts, ts, day),
+                )
         yield conn
 
 
@@ -112,6 +122,8 @@ def test_inbox_live_acknowledge_resolve_and_language(page: Any, api_server: Runn
     page.click(f"{item} .resident a")
     page.wait_for_selector("#chart-activity svg")
     page.wait_for_selector("#chart-vitals svg")
+    page.wait_for_selector("#chart-doses svg")
+    assert "3" in page.inner_text("#chart-doses .legend")  # three doses taken, three missed
     page.screenshot(path=str(SCREENSHOT_DIR / "carechain-resident-en.png"), full_page=True)
 
     assert page.errors == []  # type: ignore[attr-defined]
