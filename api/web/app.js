@@ -652,9 +652,11 @@ function drawDoses(container, rows, days) {
 /* Vertical bars (label, value). */
 function drawBars(container, pairs, label, fmt = (v) => String(v)) {
   if (pairs.length === 0) return noData(container);
-  const w = 720, h = 200, left = 40, bottom = 40, top = 16;
+  // As wide as the bars need (at most 720): a few bars stay legible when scaled to a phone.
+  const h = 200, left = 40, bottom = 40, top = 16;
+  const w = Math.min(720, Math.max(240, left + 10 + pairs.length * 90));
   const max = Math.max(...pairs.map((p) => p[1]), 0.0001);
-  const bw = Math.min(90, (w - left - 10) / pairs.length);
+  const bw = (w - left - 10) / pairs.length;
   const root = chartRoot(w, h, label);
   pairs.forEach(([name, val], i) => {
     const bh = (val / max) * (h - top - bottom);

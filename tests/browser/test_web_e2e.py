@@ -128,3 +128,24 @@ def test_inbox_live_acknowledge_resolve_and_language(page: Any, api_server: Runn
 
     assert page.errors == []  # type: ignore[attr-defined]
     assert time.monotonic() - started < 60
+
+
+def test_coordinator_overview_at_phone_width(page: Any, api_server: RunningApi, db: Any) -> None:
+    token = local_issuer(api_server.settings).mint("coord-web", seed.KOMMUN_A, "coordinator")
+    page.goto(api_server.base_url + "/#/overview")
+    if page.is_visible("#logout"):
+        page.click("#logout")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.fill("#token", token)
+    page.click("#login-form button[type=submit]")
+    page.goto(api_server.base_url + "/#/overview")
+    page.wait_for_selector("#overview-cards .kpi")
+    labels = page.locator("#overview-cards .kpi .label").all_inner_texts()
+    assert "Sparade hembesök" in labels or "Nurse rounds saved" in labels
+    values = dict(zip(labels, page.locator("#overview-cards .kpi .value").all_inner_texts(), strict=True))
+    rounds = values.get("Sparade hembesök", values.get("Nurse rounds saved"))
+    assert rounds == "3"  # three doses taken with the robot in the seeded days
+    # Nothing overflows sideways at phone width.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(SCREENSHOT_DIR / "carechain-overview-phone.png"), full_page=True)
+    assert page.errors == []  # type: ignore[attr-defined]
