@@ -88,11 +88,12 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
         max_size=max_size,
         kwargs={"autocommit": True},
         open=False,
+        timeout=10.0,
         name="carechain-api",
     )
     metrics = ApiMetrics()
     stream = AlertStream(settings, metrics, heartbeat_s=sse_heartbeat_s)
-    audit_writer = AuditWriter(pool)
+    audit_writer = AuditWriter(settings.database_url)
     state = ApiState(settings, pool, validator, issuer, metrics, stream, audit_writer)
 
     @asynccontextmanager

@@ -9,6 +9,7 @@ migration 0300); the chain makes any edit made around the trigger visible to
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import json
@@ -24,7 +25,6 @@ from api.access import Outcome, Purpose, UserContext
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg_pool import ConnectionPool
 
 #: The request id of the HTTP request being served (set by the API middleware).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("carechain_request_id", default=None)
@@ -196,8 +196,11 @@ class AuditWriter:
     turns N flushes into one. Callers block (or await) until their rows are durable.
     """
 
-    def __init__(self, pool: ConnectionPool, max_batch: int = 5000) -> None:
-        self.pool = pool
+    def __init__(self, database_url: str, max_batch: int = 5000) -> None:
+        # Its own connection, not one from the request pool: requests hold pooled connections while they wait
+        # for their rows, so a writer drawing from the same pool could starve.
+        self.database_url = database_url
+        self._conn: psycopg.Connection[Any] | None = None
         self.max_batch = max_batch
         self._pending: list[tuple[Sequence[AuditEntry], Future[list[int]]]] = []
         self._cv = threading.Condition()
@@ -217,6 +220,20 @@ class AuditWriter:
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self._close()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            import psycopg
+
+            self._conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
     def submit(self, entries: Sequence[AuditEntry]) -> Future[list[int]]:
         fut: Future[list[int]] = Future()
@@ -254,9 +271,9 @@ class AuditWriter:
                 return  # stopped and drained
             flat = [e for entries, _ in batch for e in entries]
             try:
-                with self.pool.connection() as conn:
-                    ids = record_many(conn, flat)
+                ids = record_many(self._connection(), flat)
             except Exception as e:  # every waiting request fails with it: no data leave without their row
+                self._close()
                 for _, fut in batch:
                     fut.set_exception(e)
                 continue

@@ -8,12 +8,13 @@ cannot be forgotten because the dependency does them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
@@ -57,10 +58,19 @@ def get_pool(request: Request) -> ConnectionPool:
     return get_state(request).pool
 
 
-def get_db(request: Request) -> Iterator[Connection[Any]]:
-    """A pooled connection in autocommit mode; use ``with conn.transaction():`` for writes."""
-    with get_pool(request).connection() as conn:
+async def get_db(request: Request) -> AsyncIterator[Connection[Any]]:
+    """A pooled connection in autocommit mode; use ``with conn.transaction():`` for writes.
+
+    Async on purpose: a sync generator dependency needs a worker thread again to give the connection back,
+    and with every worker thread waiting for a connection that return never comes (a pool deadlock under
+    load). Here only the wait for a connection uses a thread; the return is immediate.
+    """
+    pool = get_pool(request)
+    conn = await run_in_threadpool(pool.getconn)
+    try:
         yield conn
+    finally:
+        pool.putconn(conn)
 
 
 Db = Annotated[Connection[Any], Depends(get_db)]

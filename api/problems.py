@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -125,6 +127,10 @@ def install(app: FastAPI) -> None:
             422, "The request does not match the schema", request.url.path, extra={"errors": errors}
         )
 
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable in %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(503, "The database is unavailable; try again", request.url.path)
+
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         # Never show internals (they may hold resident data); the request id finds the log line.
         log.error("unhandled error in %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
@@ -133,4 +139,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(PoolTimeout, on_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, on_unavailable)
     app.add_exception_handler(Exception, on_error)

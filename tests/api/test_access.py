@@ -170,3 +170,43 @@ def test_list_scope_and_units_holding_data() -> None:
     assert scope.resident_ids == {"r1"}
     units = units_holding_data(facts(relations=(relation(org=REGION, unit="vc-1"),)), NOW)
     assert {(u["org_id"], u["unit"]) for u in units} == {(KOMMUN, None), (REGION, "vc-1")}
+
+
+def test_region_owns_the_clinical_category() -> None:
+    f = ResidentFacts(
+        resident_id="r1", owner_org_id=KOMMUN, region_org_id=REGION, relations=(relation(REGION, "vc-1"),)
+    )
+    # The resident's region reads its own clinical data without a consent...
+    assert decide(region_clinician(), f, Category.CLINICAL, NOW).basis == "relation:1"
+    # ...but the municipality's alerts only with one.
+    assert decide(region_clinician(), f, Category.ALERTS, NOW).reason is Reason.NO_CONSENT
+    mas = ctx(Role.CLINICIAN)
+    f2 = ResidentFacts(resident_id="r1", owner_org_id=KOMMUN, region_org_id=REGION, relations=(relation(),))
+    assert decide(mas, f2, Category.CLINICAL, NOW).reason is Reason.NO_CONSENT
+    from_region = consent(owner_org_id=REGION, reader_org_id=KOMMUN, reader_unit=None)
+    f3 = ResidentFacts(
+        resident_id="r1", owner_org_id=KOMMUN, region_org_id=REGION, relations=(relation(),), consents=(from_region,)
+    )
+    assert decide(mas, f3, Category.CLINICAL, NOW).allowed
+
+
+def test_decisions_hold_for_any_time_and_role() -> None:
+    """Property: nobody ever reads a resident without a relation or emergency access, whatever else exists."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(
+        role=st.sampled_from(list(Role)),
+        kind=st.sampled_from(list(OrgKind)),
+        category=st.sampled_from(list(Category)),
+        hours=st.integers(-1000, 1000),
+        with_consent=st.booleans(),
+    )
+    def check(role: Role, kind: OrgKind, category: Category, hours: int, with_consent: bool) -> None:
+        now = NOW + timedelta(hours=hours)
+        user = ctx(role, REGION if kind is OrgKind.REGION else KOMMUN, kind, "vc-1")
+        consents = (consent(reader_org_id=user.org_id, reader_unit=None),) if with_consent else ()
+        d = decide(user, facts(consents=consents), category, now)
+        assert not d.allowed and d.status in (403, 404)
+
+    check()
