@@ -685,6 +685,14 @@ def set_plan_pause(conn: Connection[Any], resident_id: str, detector: str, pause
 MEDICATION_PREFIX = "medication."
 
 
+def _kinds(kind: str | None, medication: bool) -> list[str]:
+    from carechain.events import Kind
+
+    if kind is not None:
+        return [kind] if kind.startswith(MEDICATION_PREFIX) == medication else []
+    return [k.value for k in Kind if k.value.startswith(MEDICATION_PREFIX) == medication]
+
+
 def observations_raw(
     conn: Connection[Any],
     resident_id: str,
@@ -695,52 +703,45 @@ def observations_raw(
     after: list[Any] | None,
     limit: int,
 ) -> list[Row]:
-    q = (
-        "SELECT event_id, ts, kind, coalesce(to_jsonb(value_num), to_jsonb(value_text)) AS value, device_id, room,"
-        " late FROM observations WHERE resident_id = %s AND ts >= %s AND ts < %s"
-        " AND (kind LIKE 'medication.%%') = %s AND (%s::text IS NULL OR kind = %s)"
-    )
-    params: list[Any] = [resident_id, since, until, medication, kind, kind]
-    if after:
-        q += " AND (ts, event_id) < (%s::timestamptz, %s)"
-        params += [after[0], after[1]]
-    q += " ORDER BY ts DESC, event_id DESC LIMIT %s"
-    params.append(limit)
-    return _rows(conn, q, params)
+    """Raw readings, newest first (storage's ``queries.timeline``), medication events apart from the rest."""
+    from carechain.db import queries
+
+    kinds = _kinds(kind, medication)
+    if not kinds:
+        return []
+    cursor = (datetime.fromisoformat(str(after[0])), str(after[1])) if after else None
+    rows = queries.timeline(conn, resident_id, since, until, kinds=kinds, limit=limit, after=cursor)
+    return [{k: r[k] for k in ("event_id", "ts", "kind", "value", "device_id", "room", "late")} for r in rows]
 
 
 def observations_bucketed(
-    conn: Connection[Any], resident_id: str, since: datetime, until: datetime, step: Any, kind: str | None
+    conn: Connection[Any], resident_id: str, since: datetime, until: datetime, step: Any, kind: str | None, tz: str
 ) -> list[Row]:
-    """Readings per bucket and kind: count and min/avg/max of numeric values."""
-    return _rows(
-        conn,
-        "SELECT date_bin(%s, ts, timestamptz '2000-01-01') AS bucket, kind, count(*)::int AS n,"
-        " min(value_num) AS min, avg(value_num) AS avg, max(value_num) AS max FROM observations"
-        " WHERE resident_id = %s AND ts >= %s AND ts < %s AND (%s::text IS NULL OR kind = %s)"
-        " GROUP BY 1, 2 ORDER BY 1, 2",
-        (step, resident_id, since, until, kind, kind),
-    )
+    """Readings per bucket and kind (count, min/avg/max), buckets on the local wall clock (``queries.timeline``)."""
+    from carechain.db import queries
+
+    kinds = [kind] if kind else None
+    return queries.timeline(conn, resident_id, since, until, bucket=step, kinds=kinds, limit=100_000, tz=tz)
 
 
 def activity_summary(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
-    """Motion events per hour and room (storage's ``activity_hourly``)."""
-    return _rows(
-        conn,
-        "SELECT bucket AS hour, coalesce(room, '') AS room, motion_events::int AS events FROM activity_hourly"
-        " WHERE resident_id = %s AND bucket >= %s AND bucket < %s ORDER BY 1, 2",
-        (resident_id, since, until),
-    )
+    """Motion events per hour and room (``queries.activity_hourly``)."""
+    from carechain.db import queries
+
+    return queries.activity_hourly(conn, resident_id, since, until)
 
 
 def vitals_summary(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
-    """Hourly min/avg/max per vital sign (storage's ``vitals_hourly``)."""
-    return _rows(
-        conn,
-        "SELECT bucket AS hour, kind, min_value AS min, avg_value AS avg, max_value AS max, n::int AS n"
-        " FROM vitals_hourly WHERE resident_id = %s AND bucket >= %s AND bucket < %s ORDER BY 1, 2",
-        (resident_id, since, until),
-    )
+    """Hourly min/avg/max per vital sign (``queries.vitals_trend``)."""
+    from carechain.db import queries
+
+    return queries.vitals_trend(conn, resident_id, since, until)
+
+
+def device_status(conn: Connection[Any], home_id: str) -> Row:
+    from carechain.db import queries
+
+    return queries.device_status(conn, home_id)
 
 
 def detector_scores(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:

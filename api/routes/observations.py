@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from api import store
 from api.access import Category
-from api.deps import Db, ResidentGrant, resident_access
+from api.deps import Db, ResidentGrant, get_state, resident_access
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
@@ -100,9 +100,10 @@ def medication_events(
 @router.get(
     "/timeline",
     response_model=list[dict[str, Any]],
-    summary="Readings bucketed by an interval (count, min, avg, max per kind and bucket)",
+    summary="Readings bucketed by an interval (count, min, avg, max per kind and bucket), local wall clock",
 )
 def timeline(
+    request: Request,
     conn: Db,
     grant: Annotated[ResidentGrant, Depends(resident_access(Category.SENSOR_EVENTS))],
     interval: Annotated[str, Query(pattern=r"^(1m|5m|15m|1h|6h|1d)$")] = "1h",
@@ -114,7 +115,8 @@ def timeline(
     step = INTERVALS[interval]
     if (hi - lo) / step > MAX_BUCKETS:
         raise ProblemError(422, f"too many buckets; at most {MAX_BUCKETS}", slug="validation")
-    return store.observations_bucketed(conn, grant.resident_id, lo, hi, step, kind)
+    tz = get_state(request).settings.timezone
+    return store.observations_bucketed(conn, grant.resident_id, lo, hi, step, kind, tz)
 
 
 @router.get(

@@ -133,6 +133,16 @@ def get_home(home_id: ThingId, ctx: AdminUser, conn: Db) -> Home:
     return Home(**_own_home(conn, ctx, home_id))
 
 
+@router.get(
+    "/homes/{home_id}/device-status",
+    response_model=dict[str, Any],
+    summary="The home's gateways (last seen, revoked) and devices (last reading, battery)",
+)
+def device_status(home_id: ThingId, ctx: AdminUser, conn: Db) -> dict[str, Any]:
+    _own_home(conn, ctx, home_id)
+    return store.device_status(conn, home_id)
+
+
 @router.get("/gateways", response_model=Page[Gateway], summary="Gateways of the organisation's homes")
 def list_gateways(
     ctx: AdminUser,
