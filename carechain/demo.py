@@ -123,6 +123,8 @@ class Demo:
         self.tasks: list[asyncio.Task[Any]] = []
         self.clock: SimClock | None = None
         self.mqtt_port = 0
+        self.writer: Any = None
+        self.flush_once: Callable[[], Any] | None = None
 
     # ------------------------------------------------------------ start
     async def start_database(self) -> str:
@@ -260,6 +262,49 @@ class Demo:
                 f"  events {s.events} (urgent {s.urgent})  alert candidates {s.candidates}  dead letters {dead}"
             )
 
+    def storage_sink(self, dsn: str) -> Callable[[Any], Any] | None:
+        """Observations and scores to the storage writer (batched COPY, idempotent), flushed every second."""
+        writer_mod = _optional("carechain.db.writer")
+        if writer_mod is None:
+            return None
+        writer = writer_mod.EventWriter(dsn, pool_size=2, name="carechain-demo-writer")
+        buffered = writer_mod.BufferedWriter(writer, capacity=200_000, batch_size=5_000)
+        scores: list[Any] = []
+        self.writer = writer
+
+        async def flush_forever() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                await self.flush_storage(buffered, scores)
+
+        self.flush_once = lambda: self.flush_storage(buffered, scores)
+        self.tasks.append(asyncio.create_task(flush_forever(), name="storage"))
+
+        async def sink(out: Any) -> None:
+            if out.scores:
+                scores.extend(out.scores)
+            if not out.observations:
+                return
+            while True:
+                try:
+                    buffered.submit(out.observations)
+                    return
+                except writer_mod.Backpressure:
+                    await self.flush_storage(buffered, scores)  # the source waits: nothing is dropped
+
+        return sink
+
+    async def flush_storage(self, buffered: Any, scores: list[Any]) -> None:
+        try:
+            if buffered.pending:
+                await asyncio.to_thread(buffered.flush)
+            if scores:
+                batch = scores[:]
+                del scores[: len(batch)]
+                await asyncio.to_thread(self.writer.write_scores, batch)
+        except Exception as exc:  # the database went away: keep the events, try again
+            log.warning("storage: %s", exc)
+
     # ------------------------------------------------------------ run
     async def run(self) -> int:
         from carechain.embedded.pipeline import Pipeline
@@ -279,7 +324,11 @@ class Demo:
             dsn = await self.start_database()
             self.settings = self.settings.model_copy(update={"database_url": dsn})
             registry, plans, seed = await self.prepare_database(dsn)
-            self.pipeline = Pipeline(registry, plans, self.alert_sink(dsn), now=self.clock.now)
+            store = self.storage_sink(dsn)
+            if store is not None:
+                self.pipeline = Pipeline(registry, plans, self.alert_sink(dsn), on_output=store, now=self.clock.now)
+            else:
+                self.pipeline = Pipeline(registry, plans, self.alert_sink(dsn), now=self.clock.now)
             self.tasks.append(asyncio.create_task(self.pipeline.consume(), name="monitor"))
             self.tasks.append(asyncio.create_task(self.pipeline.tick_forever(min(self.args.tick, 5.0)), name="tick"))
             await self.start_broker()
@@ -325,6 +374,12 @@ class Demo:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
+        if self.flush_once is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.flush_once(), 15)  # what the monitors saw last is stored too
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.writer.close)
         if self.subscriber is not None:
             await self.subscriber.stop()
         if self.broker is not None:

@@ -350,7 +350,7 @@ def table(result: dict[str, Any]) -> str:
             f"{f(t['delay_median_s'], 1):>10} {f(t['delay_p95_s'], 1):>10}  {verdict}"
         )
     h = result["healthy"]
-    ok = "MET" if h["meets_target"] else "MISSED"
+    ok = "-" if h["meets_target"] is None else ("MET" if h["meets_target"] else "MISSED")
     lines.append(
         f"healthy residents: {h['residents']} ({h['resident_weeks']} resident-weeks), {h['false_alerts']} false alerts"
         f" = {f(h['false_alerts_per_resident_week'], 3)} per resident-week  {ok} <= {h['target']}"

@@ -80,7 +80,7 @@ def _mods(day: date, incidents: Sequence[Incident], tz: ZoneInfo) -> _DayMods:
         if inc.type in (IncidentType.FALL, IncidentType.INACTIVITY) and on_day:
             m.no_outing = m.no_nap = True
         elif inc.type is IncidentType.INFECTION:
-            d = (noon - s) / DAY  # 0.5 on the onset day
+            d = (noon - _local_midnight(inc.start.astimezone(tz).date(), tz)) / DAY  # 0.5 on the onset day
             if 0.0 <= d < inc.duration.total_seconds() / DAY:
                 ramp = min(1.0, (d + 0.5) / 2.0)
                 m.night_bathroom = 1.0 + 2.5 * ramp

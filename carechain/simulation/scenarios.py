@@ -38,7 +38,7 @@ START_MEANS: dict[IncidentType, str] = {
     IncidentType.NIGHT_WANDERING: "the outer door opening at night after leaving the bed",
     IncidentType.MISSED_DOSE: "the end of the dose's grace period (due time + grace)",
     IncidentType.ROBOT_FAULT: "the robot's fault report",
-    IncidentType.INFECTION: "onset (local midnight): from here bathroom visits, especially at night, rise over 2 days",
+    IncidentType.INFECTION: "onset (05:00, before waking): from here bathroom visits, most at night, rise over 2 days",
     IncidentType.DECLINE: "onset: from here activity drifts down over weeks",
     IncidentType.GATEWAY_OFFLINE: "the gateway's last message (silence begins)",
     IncidentType.DEAD_BATTERY: "the device's battery reading first falls below the care plan's low level",
@@ -115,7 +115,8 @@ def plan_incident(kind: IncidentType, home: HomeConfig, day: date, rng: random.R
         code = rng.choice(["E_JAM", "E_EMPTY_CUP"])
         return Incident(kind, rid, start, timedelta(minutes=10), timedelta(0), {"code": code})
     if kind is IncidentType.INFECTION:
-        start = local_time(home, day, 0)
+        # The day's changed habits begin when the resident gets up (never before 05:00).
+        start = local_time(home, day, 5 * 60)
         return Incident(kind, rid, start, timedelta(days=3), timedelta(days=7))
     if kind is IncidentType.DECLINE:
         start = local_time(home, day, 0)
@@ -207,7 +208,7 @@ class SetSpec:
     warmup: dict[IncidentType, timedelta] = field(default_factory=dict)  # overrides of WARMUP
 
 
-#: The quick set runs in CI in well under a minute: one infection with the shortest
+#: The quick set runs in CI in under a minute: three infections with the shortest
 #: baseline the bathroom model accepts (7 days + 1), no slow decline (each needs ~40 days).
 SETS: dict[str, SetSpec] = {
     "quick": SetSpec(
@@ -219,7 +220,7 @@ SETS: dict[str, SetSpec] = {
             IncidentType.ROBOT_FAULT: 1,
             IncidentType.GATEWAY_OFFLINE: 2,
             IncidentType.DEAD_BATTERY: 1,
-            IncidentType.INFECTION: 1,
+            IncidentType.INFECTION: 3,
         },
         healthy=2,
         healthy_days=5,
