@@ -2,10 +2,11 @@
 
 Guarantees (docs/storage.md, "Writer"):
 
-* **Idempotent.** A batch goes by binary COPY into a session-private staging table, then
-  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` into ``observations`` (unique on
-  ``(event_id, ts)``; event ids are deterministic). A replayed batch, or a retry after a
-  commit whose acknowledgement was lost, adds nothing.
+* **Idempotent.** A batch goes by binary COPY straight into ``observations`` inside a
+  savepoint; if any row is already there (unique on ``(resident_id, ts, event_id)``; event ids
+  are deterministic), the savepoint is rolled back and the batch goes by COPY into a
+  session-private staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``. A
+  replayed batch, or a retry after a commit whose acknowledgement was lost, adds nothing.
 * **Durable or raised.** :meth:`EventWriter.write_events` returns only after the commit.
   When the database is away (connection refused, admin shutdown, a terminated connection,
   no pooled connection in time) it retries with exponential backoff and full jitter until
@@ -182,6 +183,14 @@ def score_row(row: Any) -> tuple[Any, ...]:
     )
 
 
+def _copy_rows(cur: psycopg.Cursor, table: str, cols: str, types: list[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    # Table and column names are this module's constants, never input.
+    with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
 def _prepare_session(conn: psycopg.Connection) -> None:
     for ddl in _STAGING_DDL:
         conn.execute(ddl)
@@ -274,10 +283,15 @@ class EventWriter:
 
         def work(conn: psycopg.Connection) -> int:
             with conn.cursor() as cur:
-                with cur.copy(f"COPY cc_stage_observations ({_OBS_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(_OBS_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
+                # Fast path: a batch of new events goes straight in by COPY. If any of it is already
+                # stored (a replay), the savepoint undoes the COPY and the staged path skips the known rows.
+                try:
+                    with conn.transaction():
+                        _copy_rows(cur, "observations", _OBS_COLS, _OBS_TYPES, rows)
+                    return len(rows)
+                except errors.UniqueViolation:
+                    pass
+                _copy_rows(cur, "cc_stage_observations", _OBS_COLS, _OBS_TYPES, rows)
                 cur.execute(
                     f"INSERT INTO observations ({_OBS_COLS}) SELECT {_OBS_COLS} FROM cc_stage_observations"
                     " ON CONFLICT DO NOTHING"
@@ -297,10 +311,7 @@ class EventWriter:
 
         def work(conn: psycopg.Connection) -> int:
             with conn.cursor() as cur:
-                with cur.copy(f"COPY cc_stage_scores ({_SCORE_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(_SCORE_TYPES)
-                    for row in prepared:
-                        copy.write_row(row)
+                _copy_rows(cur, "cc_stage_scores", _SCORE_COLS, _SCORE_TYPES, prepared)
                 cur.execute(
                     f"INSERT INTO scores ({_SCORE_COLS}) SELECT {_SCORE_COLS} FROM cc_stage_scores"
                     " ON CONFLICT DO NOTHING"
