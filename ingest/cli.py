@@ -11,13 +11,15 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from carechain.settings import Settings
 from ingest.bridge import Bridge, BridgeTuning, LaneTopics
 from ingest.kafka import EventProducer, ProducerTuning
+from ingest.messages import DeliveryError
 from ingest.mqtt import GatewaySubscriber
-from ingest.registry import DeviceRegistry
+from ingest.registry import DeviceRegistry, RegistryUnavailable
 
 log = logging.getLogger("ingest.bridge")
 
@@ -36,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reload the device registry this often even without a NOTIFY")
     parser.add_argument("--session-expiry-s", type=int, default=7 * 24 * 3600,
                         help="how long the broker keeps the bridge's session and queue while it is down")
+    parser.add_argument("--startup-wait-s", type=float, default=60.0,
+                        help="how long to wait for PostgreSQL and Kafka at start-up")
     parser.add_argument("--stats-interval-s", type=float, default=30.0, help="log the counters this often")
 
 
@@ -52,22 +56,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     client_id = args.client_id or settings.mqtt_client_id
     registry = DeviceRegistry(settings.database_url, refresh_s=args.registry_refresh_s)
-    registry.start()
-    producer = EventProducer(
-        settings.kafka_bootstrap,
-        client_id=client_id,
-        tuning=ProducerTuning(
-            linger_ms=args.linger_ms,
-            batch_size=args.kafka_batch_bytes,
-            compression_type=None if args.compression == "none" else args.compression,
-        ),
-    )
+    try:
+        registry.start(wait_s=args.startup_wait_s)
+    except RegistryUnavailable as exc:
+        log.error("%s; is the database migrated (`carechain db migrate`)?", exc)
+        return 2
+    producer = _connect_kafka(args, settings, client_id, stop)
+    if producer is None:
+        registry.stop()
+        return 2
     topics = LaneTopics(settings.topic_events, settings.topic_urgent, settings.topic_deadletter)
     try:
-        for t in (topics.events, topics.urgent, topics.deadletter):
-            if not producer.partitions(t):
-                log.error("Kafka topic %s does not exist (run `carechain services up`)", t)
-                return 2
+        missing = producer.missing_topics([topics.events, topics.urgent, topics.deadletter])
+        if missing:
+            log.error("Kafka topics missing: %s (run `carechain services up`)", ", ".join(missing))
+            return 2
         subscriber = GatewaySubscriber(
             settings.mqtt_host,
             settings.mqtt_port,
@@ -104,3 +107,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         producer.close()
         registry.stop()
+
+
+def _connect_kafka(args: argparse.Namespace, settings: Settings, client_id: str,
+                   stop: threading.Event) -> EventProducer | None:
+    """The producer, once Kafka answers (retrying with backoff up to ``--startup-wait-s``)."""
+    tuning = ProducerTuning(
+        linger_ms=args.linger_ms,
+        batch_size=args.kafka_batch_bytes,
+        compression_type=None if args.compression == "none" else args.compression,
+    )
+    deadline = time.monotonic() + args.startup_wait_s
+    delay = 0.5
+    while True:
+        try:
+            return EventProducer(settings.kafka_bootstrap, client_id=client_id, tuning=tuning)
+        except DeliveryError as exc:
+            if time.monotonic() > deadline or stop.is_set():
+                log.error("%s; giving up (is `carechain services up` running?)", exc)
+                return None
+            log.warning("%s; retrying", exc)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 from kafka.partitioner.default import DefaultPartitioner, murmur2
 
@@ -94,7 +95,15 @@ class EventProducer:
                  delivery_timeout_s: float = 60.0) -> None:
         t = tuning or ProducerTuning()
         self.delivery_timeout_s = delivery_timeout_s
-        self._producer = KafkaProducer(
+        self._bootstrap = bootstrap.split(",")
+        try:
+            self._producer = self._connect(bootstrap, client_id, t, delivery_timeout_s)
+        except KafkaError as exc:
+            raise DeliveryError(f"Kafka at {bootstrap} not reachable: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _connect(bootstrap: str, client_id: str, t: ProducerTuning, delivery_timeout_s: float) -> KafkaProducer:
+        return KafkaProducer(
             bootstrap_servers=bootstrap.split(","),
             client_id=client_id,
             acks="all",
@@ -108,6 +117,7 @@ class EventProducer:
             compression_type=t.compression_type,
             max_request_size=4 * 1024 * 1024,
             request_timeout_ms=30_000,
+            bootstrap_timeout_ms=10_000,
             delivery_timeout_ms=int(delivery_timeout_s * 1000),
             partitioner=CachedKeyPartitioner(),
             # A misspelt topic must fail loudly, not appear with default settings.
@@ -135,10 +145,15 @@ class EventProducer:
         self._producer.flush(timeout=self.delivery_timeout_s)
         pending.wait()
 
-    def partitions(self, topic: str) -> set[int]:
-        """The topic's partitions (fetches metadata; raises when the topic does not exist)."""
-        parts = self._producer.partitions_for(topic)
-        return set(parts or ())
+    def missing_topics(self, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` the cluster does not have (asked through an admin client, which
+        answers at once, where the producer would block for ``max_block_ms``)."""
+        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10_000)
+        try:
+            existing = set(admin.list_topics())
+        finally:
+            admin.close()
+        return [n for n in names if n not in existing]
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush what is pending and close the connections."""

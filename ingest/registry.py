@@ -58,6 +58,10 @@ def load_snapshot(conn: psycopg.Connection) -> RegistrySnapshot:
     return RegistrySnapshot(devices, loaded_at=datetime.now(UTC))
 
 
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be read at start-up (database down, or not migrated)."""
+
+
 class DeviceRegistry:
     """A cached registry snapshot kept fresh by LISTEN/NOTIFY plus a periodic reload.
 
@@ -91,7 +95,9 @@ class DeviceRegistry:
                 break
             except psycopg.Error as exc:
                 if time.monotonic() > deadline or self._stop.is_set():
-                    raise
+                    raise RegistryUnavailable(
+                        f"device registry not readable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                    ) from exc
                 log.warning("device registry not readable yet (%s); retrying", type(exc).__name__)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)

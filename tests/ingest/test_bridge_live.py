@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -12,6 +15,7 @@ import pytest
 
 from carechain.events import Event
 from carechain.settings import Settings
+from ingest.mqtt import forget_session
 from tests.ingest.live import (
     Consumed,
     Publisher,
@@ -58,6 +62,7 @@ def test_10000_readings_arrive_exactly_once_in_order_per_resident(live: Settings
         got += drain(c, lambda recs: False, timeout=0.5)
         c.close()
         assert bridge.alive()
+    assert bridge.proc is not None and bridge.proc.returncode == 0, "SIGTERM did not stop the bridge cleanly"
     events = [(r.partition, Event.from_json(r.value)) for r in got]
     ids = Counter((e.device_id, e.seq) for _, e in events)
     assert len(ids) == 10_000, f"lost {10_000 - len(ids)}"
@@ -268,3 +273,29 @@ def test_fall_reaches_urgent_consumer_within_a_second_despite_a_million_event_ba
     print(f"\nbacklog of 1,000,000 produced in {backlog_s:.1f} s; fall -> events.urgent consumer: "
           f"{', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
     assert max(latencies) < 1.0
+
+
+def run_bridge_once(live: Settings, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    client_id = f"ingest-test-bridge-{tag()}"
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "carechain.cli", "bridge", "--startup-wait-s", "1", "--session-expiry-s", "60"],
+            env={**os.environ, "CARECHAIN_MQTT_CLIENT_ID": client_id, **env}, capture_output=True, text=True,
+            timeout=timeout,
+        )
+    finally:
+        forget_session(live.mqtt_host, live.mqtt_port, client_id)
+
+
+def test_bridge_refuses_to_start_without_registry_view_or_topics(live: Settings) -> None:
+    with private_database(live) as dsn, private_topics(live) as topics:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP VIEW device_registry")
+        no_view = run_bridge_once(live, {**topics.env(), "CARECHAIN_DATABASE_URL": dsn})
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE VIEW device_registry AS SELECT * FROM ingest_test_devices")
+        no_topic = run_bridge_once(live, {**topics.env(), "CARECHAIN_DATABASE_URL": dsn,
+                                          "CARECHAIN_TOPIC_EVENTS": f"missing_{tag()}"})
+    assert no_view.returncode == 2 and "device registry not readable" in no_view.stderr
+    assert "Traceback" not in no_view.stderr
+    assert no_topic.returncode == 2 and "Kafka topics missing: missing_" in no_topic.stderr

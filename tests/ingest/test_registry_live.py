@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from carechain.settings import Settings
-from ingest.registry import DeviceRegistry, load_snapshot
+from ingest.registry import DeviceRegistry, RegistryUnavailable, load_snapshot
 from ingest.routing import RegistrySnapshot
 from tests.ingest.live import Device, homes, private_database, register, tag
 
@@ -70,7 +70,7 @@ def test_registry_start_waits_for_the_view(live: Settings) -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("DROP VIEW device_registry")
         reg = DeviceRegistry(dsn, refresh_s=600)
-        with pytest.raises(psycopg.Error):
+        with pytest.raises(RegistryUnavailable, match="device_registry"):
             reg.start(wait_s=0.5)
 
         def create_later() -> None:
