@@ -134,7 +134,16 @@ def status(dsn: str) -> dict[str, object]:
         if has_table and has_table[0]:
             applied = {r[0] for r in conn.execute("SELECT filename FROM schema_migrations")}
         ts = bool(conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone())
+        retention: dict[str, str] = {}
+        if conn.execute("SELECT to_regclass('retention_settings')").fetchone() not in (None, (None,)):
+            retention = {r[0]: str(r[1]) for r in conn.execute("SELECT table_name, keep FROM retention_settings")}
     mode = "timescaledb" if ts else "postgresql"
     pending = [m.filename for m in available_migrations() if m.filename not in applied and m.applies(ts)]
     db_version = max((int(f[:4]) for f in applied), default=0)
-    return {"mode": mode, "db_version": db_version, "code_version": code_version(), "pending": pending}
+    return {
+        "mode": mode,
+        "db_version": db_version,
+        "code_version": code_version(),
+        "pending": pending,
+        "retention": retention,
+    }

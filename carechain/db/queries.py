@@ -114,8 +114,10 @@ def vitals_trend(
 ) -> list[Row]:
     """Vital signs' min/avg/max per bucket and kind: ``bucket, kind, min, avg, max, n``, oldest first.
 
-    Whole-hour buckets roll up the hourly summary (a continuous aggregate on TimescaleDB: no raw
-    rows read); other intervals read the raw observations. Both give the same numbers.
+    Whole-hour buckets roll up hourly summaries: the continuous aggregate on TimescaleDB; on plain
+    PostgreSQL the rollup table below the prune horizon and raw readings above it. So they reach
+    back as far as the summaries are kept (2 years by default). Other intervals read the raw
+    observations (kept 30 days by default). Both give the same numbers where both exist.
     """
     _check_bucket(bucket)
     if bucket % HOUR == timedelta(0) and _timescale(conn):
@@ -126,6 +128,37 @@ def vitals_trend(
             " FROM vitals_hourly WHERE resident_id = %s AND bucket >= %s AND bucket < %s AND kind = ANY(%s)"
             " GROUP BY 1, 2 ORDER BY 1, 2",
             (bucket, BUCKET_ORIGIN, resident_id, since, until, list(kinds)),
+        )
+    if bucket % HOUR == timedelta(0):
+        # Plain PostgreSQL: hours rolled up before a prune (below the horizon) from the rollup
+        # table, the rest from raw readings over the (resident_id, ts) index.
+        return _rows(
+            conn,
+            "WITH h AS (SELECT horizon FROM summary_horizon),"
+            " hourly AS ("
+            "  SELECT bucket, kind, min_value, avg_value, max_value, n FROM vitals_hourly_rollup"
+            "   WHERE resident_id = %s AND bucket >= %s AND bucket < least(%s, (SELECT horizon FROM h))"
+            "     AND kind = ANY(%s)"
+            "  UNION ALL"
+            "  SELECT date_bin('1 hour', ts, %s), kind, min(value_num), avg(value_num), max(value_num), count(*)"
+            "   FROM observations WHERE resident_id = %s AND ts >= greatest(%s, (SELECT horizon FROM h))"
+            "     AND ts < %s AND kind = ANY(%s) AND value_num IS NOT NULL GROUP BY 1, 2)"
+            " SELECT date_bin(%s, bucket, %s) AS bucket, kind, min(min_value) AS min,"
+            " sum(avg_value * n) / sum(n) AS avg, max(max_value) AS max, sum(n)::int AS n"
+            " FROM hourly GROUP BY 1, 2 ORDER BY 1, 2",
+            (
+                resident_id,
+                since,
+                until,
+                list(kinds),
+                BUCKET_ORIGIN,
+                resident_id,
+                since,
+                until,
+                list(kinds),
+                bucket,
+                BUCKET_ORIGIN,
+            ),
         )
     return _rows(
         conn,
