@@ -22,6 +22,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval-min", type=float, default=60.0, help="minutes between one resident's readings")
     parser.add_argument("--ingest-rows", type=int, default=300_000)
     parser.add_argument("--batch", type=int, default=20_000, help="rows per writer call")
+    parser.add_argument("--writers", type=int, default=1, help="concurrent writer connections in the ingest phase")
     parser.add_argument("--queries", type=int, default=300, help="timed queries per kind")
     parser.add_argument("--quick", action="store_true", help="1,000 residents x 7 days, 50,000 ingest rows")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
@@ -234,11 +236,12 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             fresh.append(e)
             if len(fresh) >= args.ingest_rows:
                 break
-        t0 = time.perf_counter()
-        inserted = 0
-        with EventWriter(dsn, pool_size=1) as writer:
-            for i in range(0, len(fresh), args.batch):
-                inserted += writer.write_events(fresh[i : i + args.batch])
+        batches = [fresh[i : i + args.batch] for i in range(0, len(fresh), args.batch)]
+        with EventWriter(dsn, pool_size=args.writers) as writer:
+            t0 = time.perf_counter()
+            # Several writers as several stream workers would (one pooled connection each).
+            with ThreadPoolExecutor(max_workers=args.writers) as pool:
+                inserted = sum(pool.map(writer.write_events, batches))
             writer_s = time.perf_counter() - t0
             t1 = time.perf_counter()
             replayed = writer.write_events(fresh[: args.batch])
@@ -265,6 +268,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "rows": len(fresh),
             "inserted": inserted,
             "batch": args.batch,
+            "writers": args.writers,
             "writer_rows_per_s": round(writer_rate),
             "raw_copy_unindexed_rows_per_s": round(raw_rate),
             "ratio_writer_to_raw": round(writer_rate / raw_rate, 3),
