@@ -72,6 +72,37 @@ class MonitorCodec(codecs.Codec):
 codecs.register(CODEC, MonitorCodec())
 
 
+class _Options:
+    def __init__(self, serializer: str) -> None:
+        self.serializer = serializer
+
+
+class ResidentKey:
+    """Faust key type of the state table: the resident id as UTF-8 bytes ("raw"), a str in memory.
+
+    Faust takes a table's serializers from its key and value types (else JSON);
+    these two small types name ours.
+    """
+
+    _options = _Options("raw")
+
+    @classmethod
+    def from_data(cls, data: Any, preferred_type: Any = None) -> str:
+        return data.decode() if isinstance(data, bytes) else str(data)
+
+
+class MonitorState:
+    """Faust value type of the state table: a :class:`ResidentMonitor` through :class:`MonitorCodec`."""
+
+    _options = _Options(CODEC)
+
+    @classmethod
+    def from_data(cls, data: Any, preferred_type: Any = None) -> ResidentMonitor:
+        if not isinstance(data, ResidentMonitor):
+            raise TypeError("state table values are ResidentMonitor")
+        return data
+
+
 @dataclass
 class WorkerOptions:
     """How the worker runs; defaults are the production ones."""
@@ -146,6 +177,9 @@ class StreamWorker:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=1.0,
+            # A killed worker's residents move to another within ~10 s (Faust's default is 60 s).
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             stream_buffer_maxsize=512,
             broker_max_poll_records=500,
             processing_guarantee="at_least_once",
@@ -159,16 +193,13 @@ class StreamWorker:
         self.feedback_topic = topic(s.topic_feedback)
         self.alerts_topic = topic(s.topic_alerts)
         self.deadletter_topic = topic(s.topic_deadletter)
-        table: Any = app.Table(
+        self.state: Any = app.Table(
             "resident-state",
-            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=CODEC),
+            key_type=ResidentKey,
+            value_type=MonitorState,
             partitions=s.kafka_partitions,
             use_partitioner=True,  # the timer writes too; keys partition like the source topics (murmur2)
         )
-        # Faust derives a table's serializers from its types ("json" here); ours are explicit.
-        table.key_serializer = "raw"
-        table.value_serializer = CODEC
-        self.state: Any = table
 
         async def urgent(stream: Any) -> Any:
             async for ev in stream.events():
