@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait to fill a batch")
     parser.add_argument("--inflight-batches", type=int, default=4,
                         help="Kafka batches in flight while the next is routed (MQTT acks stay in order)")
-    parser.add_argument("--linger-ms", type=int, default=5, help="Kafka producer linger")
+    parser.add_argument("--linger-ms", type=int, default=20,
+                        help="Kafka producer linger of the bulk lane (the urgent lane never lingers)")
     parser.add_argument("--kafka-batch-bytes", type=int, default=512 * 1024, help="Kafka producer batch size")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="Kafka compression")
     parser.add_argument("--registry-refresh-s", type=float, default=30.0,
@@ -121,7 +122,8 @@ def _connect_kafka(args: argparse.Namespace, settings: Settings, client_id: str,
     delay = 0.5
     while True:
         try:
-            return EventProducer(settings.kafka_bootstrap, client_id=client_id, tuning=tuning)
+            return EventProducer(settings.kafka_bootstrap, client_id=client_id, tuning=tuning,
+                                 urgent_topics=[settings.topic_urgent])
         except DeliveryError as exc:
             if time.monotonic() > deadline or stop.is_set():
                 log.error("%s; giving up (is `carechain services up` running?)", exc)
