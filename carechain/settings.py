@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     jwt_audience: str = "carechain-api"
     jwks_url: str | None = None  # None: the local issuer's keys (demo, tests)
     api_max_body_bytes: int = 1024 * 1024  # larger request bodies: 413
-    api_db_pool_max: int = 16
+    api_db_pool_max: int = 32
     api_restricted_marker: bool = True  # blocked data: show "restricted data exist" (False: nothing)
     api_emergency_hours: float = 4.0  # emergency access time box
 
@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     webhook_secret: str = "change-me"
+    smtp_from: str = "carechain@localhost"
+    alerts_group_id: str = "carechain-alerts"  # Kafka consumer group of the alert service
+    operator_email: str = "operators@localhost"  # dead-man's switch and flapping notices
+    operator_webhook_url: str | None = None  # optional second direct path for the dead-man's switch
+    canary_gateway_id: str = "gw-canary"
+    canary_resident_id: str = "canary-1"
 
     timezone: str = "Europe/Stockholm"
     log_level: str = "INFO"
