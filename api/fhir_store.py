@@ -427,7 +427,10 @@ _ALERT_SQL = (
     "  ORDER BY e.id DESC LIMIT 1) AS outcome_from_event,"
     " (SELECT e.detail ->> 'reason' FROM alert_events e WHERE e.alert_id = a.id AND e.type = 'dismissed'"
     "  ORDER BY e.id DESC LIMIT 1) AS dismiss_from_event,"
-    " (SELECT max(e.at) FROM alert_events e WHERE e.alert_id = a.id) AS last_event_at"
+    " (SELECT max(e.at) FROM alert_events e WHERE e.alert_id = a.id) AS last_event_at,"
+    # The next escalation step: acknowledge before it, or the alert goes to the next tier.
+    " (SELECT min(d.due_at) FROM escalation_deadlines d WHERE d.alert_id = a.id AND d.done_at IS NULL)"
+    "  AS next_escalation_at"
     " FROM alerts a"
 )
 
@@ -450,7 +453,7 @@ def _alert(r: Row) -> fhir.AlertRecord:
         owner_user=_str(r.get("acknowledged_by") or r.get("owner")),
         acknowledged_at=r.get("acknowledged_at"),
         resolved_at=r.get("resolved_at"),
-        ack_deadline=r.get("ack_deadline") or r.get("escalate_at"),
+        ack_deadline=r.get("next_escalation_at") if r["status"] == "proposed" else None,
         outcome=_str(r.get("outcome") or r.get("outcome_from_event")),
         dismiss_reason=_str(r.get("dismiss_reason") or r.get("dismiss_from_event")),
         updated_at=r.get("updated_at") or r.get("last_event_at"),
@@ -641,13 +644,21 @@ def doses(
 
 
 # --- Communication: deliveries of alert notifications ------------------------------------------------
-# Live-stream deliveries are recorded one per subscriber in the audit log ("SSE deliver",
-# resource alert_event/<id>); that record is the delivery.
+# Two sources: the live stream records each delivery in the audit log ("SSE deliver", resource
+# alert_event/<id>, one row per subscriber), and the alert service's outbox holds webhook and e-mail
+# notifications with their sending state. Ids: sse-<audit id>, out-<outbox id>.
 
 _DELIVERY_SQL = (
     "SELECT l.id, l.at, l.user_id, l.org_id, l.resident_id, e.alert_id FROM audit_log l"
     " JOIN alert_events e ON l.resource = 'alert_event/' || e.id::text"
     " WHERE l.action = 'SSE deliver' AND l.outcome = 'allowed'"
+)
+#: Outbox channels that notify carers (feedback and operator messages are not alert notifications).
+_CARER_CHANNELS = ["webhook", "email"]
+_OUTBOX_SQL = (
+    "SELECT o.id, o.alert_id, o.channel, o.created_at, o.sent_at, o.dead_at, o.last_error, a.resident_id,"
+    " a.responsible_org_id FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id"
+    " WHERE o.channel = ANY(%s)"
 )
 
 
@@ -664,12 +675,33 @@ def _delivery(r: Row) -> fhir.NotificationRecord:
     )
 
 
+def _outboxed(r: Row) -> fhir.NotificationRecord:
+    status = "sent" if r.get("sent_at") else "failed" if r.get("dead_at") else "pending"
+    return fhir.NotificationRecord(
+        notification_id=f"out-{r['id']}",
+        alert_id=str(r["alert_id"]),
+        resident_id=str(r["resident_id"]),
+        channel=str(r["channel"]),
+        # The organisation, not the target: an e-mail address is the carer's personal data.
+        recipient_org=_str(r.get("responsible_org_id")),
+        status=status,
+        created_at=r["created_at"],
+        sent_at=r.get("sent_at"),
+        error=_str(r.get("last_error")) if status == "failed" else None,
+    )
+
+
 def notification(conn: Connection[Any], notification_id: str) -> fhir.NotificationRecord | None:
     kind, _, num = notification_id.partition("-")
-    if kind != "sse" or not num.isdigit():
+    if not num.isdigit():
         return None
-    r = _one(conn, f"{_DELIVERY_SQL} AND l.id = %s", (int(num),))
-    return _delivery(r) if r else None
+    if kind == "sse":
+        r = _one(conn, f"{_DELIVERY_SQL} AND l.id = %s", (int(num),))
+        return _delivery(r) if r else None
+    if kind == "out":
+        r = _one(conn, f"{_OUTBOX_SQL} AND o.id = %s", (_CARER_CHANNELS, int(num)))
+        return _outboxed(r) if r else None
+    return None
 
 
 def notifications(
@@ -685,7 +717,14 @@ def notifications(
     where = ["l.resident_id = %s", *_window("l.at", "'sse-' || l.id", dates, after, q_params)]
     q_params.append(limit)
     q = f"{_DELIVERY_SQL} AND {' AND '.join(where)} ORDER BY l.at DESC, l.id DESC LIMIT %s"
-    return [_delivery(r) for r in _rows(conn, q, q_params)]
+    out = [_delivery(r) for r in _rows(conn, q, q_params)]
+    o_params: list[Any] = [_CARER_CHANNELS, resident_id]
+    o_where = ["a.resident_id = %s", *_window("o.created_at", "'out-' || o.id", dates, after, o_params)]
+    o_params.append(limit)
+    q = f"{_OUTBOX_SQL} AND {' AND '.join(o_where)} ORDER BY o.created_at DESC, o.id DESC LIMIT %s"
+    out += [_outboxed(r) for r in _rows(conn, q, o_params)]
+    out.sort(key=lambda n: (n.created_at, n.notification_id), reverse=True)
+    return out[:limit]
 
 
 # --- CareTeam (care relations) ----------------------------------------------------------------------

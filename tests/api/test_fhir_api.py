@@ -8,6 +8,7 @@ care, and an audit row for every read, allowed or denied.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +76,16 @@ def seeded(db: psycopg.Connection[Any], app: Any) -> dict[str, Any]:
         resource=f"alert_event/{clinical_event}",
         resident_id=RID,
         outcome=Outcome.ALLOWED,
+    )
+    # The alert service's outbox (a webhook sent) and its escalation clock for the fall.
+    db.execute(
+        "INSERT INTO notification_outbox (alert_id, channel, target, payload, dedup_key, sent_at)"
+        " VALUES (%s, 'webhook', 'https://receiver.example/hook', '{}', %s, now())",
+        (fall, f"fhir-test-{fall}"),
+    )
+    db.execute(
+        "INSERT INTO escalation_deadlines (alert_id, step, due_at) VALUES (%s, 1, now() + interval '5 minutes')",
+        (fall,),
     )
     db.execute(
         "INSERT INTO monitoring_consents (home_id, subject, subject_ref, basis, method, recorded_by)"
@@ -224,6 +235,12 @@ def test_every_resource_type_reads(live: LiveServer, mint: Any, seeded: dict[str
     assert metric["operationalStatus"] == "off"
     doses = _resource(_get(live, "/MedicationAdministration", nurse, patient=RID), "Bundle")
     assert sorted(e["resource"]["status"] for e in doses["entry"]) == ["completed", "not-done"]
+    comms = _resource(_get(live, "/Communication", nurse, patient=RID), "Bundle")
+    media = sorted(e["resource"]["medium"][0]["coding"][0]["code"] for e in comms["entry"])
+    assert media == ["sse", "webhook"]
+    assert "receiver.example" not in json.dumps(comms)  # the target is not shown, only the organisation
+    task = _resource(_get(live, f"/Task/{seeded['fall']}", nurse), "Task")
+    assert task["status"] == "requested" and "end" in task["restriction"]["period"]  # the escalation deadline
     issues = _resource(_get(live, "/DetectedIssue", nurse, patient=RID), "Bundle")
     assert [e["resource"]["code"]["coding"][0]["code"] for e in issues["entry"]] == ["dose_missed"]
 
