@@ -32,6 +32,7 @@ import zlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from carechain.candidates import (
@@ -105,8 +106,15 @@ def is_activity(ev: Event) -> bool:
     return ev.kind in ACTIVITY_KINDS
 
 
+@lru_cache(maxsize=4096)
+def _bathroom_name(room: str) -> bool:
+    low = room.lower()
+    return any(w in low for w in _BATHROOM_WORDS)
+
+
 def is_bathroom(room: str | None) -> bool:
-    return room is not None and any(w in room.lower() for w in _BATHROOM_WORDS)
+    """Is this room a bathroom or toilet (by its registry name, English or Swedish)?"""
+    return room is not None and _bathroom_name(room)
 
 
 class Device:

@@ -71,11 +71,17 @@ class BathroomVisits(Detector):
     purpose = "Flag a sustained rise in bathroom visits by day or night (a sign of urinary infection)."
     warm_up = f"{WARM_UP_DAYS} days"
     feedback_effect = "false alarm: threshold +0.5 SD (max 5); true incident: -0.25 SD (min 2)"
-    __slots__ = ("series",)
+    __slots__ = ("_series",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.series = BathroomSeries()
+        self._series: BathroomSeries | None = None  # made on the first day: a new resident costs little
+
+    @property
+    def series(self) -> BathroomSeries:
+        if self._series is None:
+            self._series = BathroomSeries()
+        return self._series
 
     def on_day_closed(self, m: ResidentMonitor, day: Any) -> None:
         assert isinstance(day, Day)
@@ -132,7 +138,8 @@ class BathroomVisits(Detector):
             self.series.k = max(DEFAULT_K, self.series.k - 0.25)
 
     def dump_state(self) -> list[Any]:
-        return [self.series.dump()]
+        return [None if self._series is None else self._series.dump()]
 
     def load_state(self, raw: list[Any]) -> None:
-        self.series.load(raw[0])
+        if raw[0] is not None:
+            self.series.load(raw[0])

@@ -99,11 +99,17 @@ class SlowDecline(Detector):
     feedback_effect = (
         "false alarm: drop threshold +5 points (max 60%), drift test restarted; true incident: -2.5 points"
     )
-    __slots__ = ("series",)
+    __slots__ = ("_series",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.series = DeclineSeries()
+        self._series: DeclineSeries | None = None  # made on the first day: a new resident costs little
+
+    @property
+    def series(self) -> DeclineSeries:
+        if self._series is None:
+            self._series = DeclineSeries()
+        return self._series
 
     def on_day_closed(self, m: ResidentMonitor, day: Any) -> None:
         assert isinstance(day, Day)
@@ -162,7 +168,8 @@ class SlowDecline(Detector):
             self.series.threshold = max(DEFAULT_DROP, self.series.threshold - 0.025)
 
     def dump_state(self) -> list[Any]:
-        return [self.series.dump()]
+        return [None if self._series is None else self._series.dump()]
 
     def load_state(self, raw: list[Any]) -> None:
-        self.series.load(raw[0])
+        if raw[0] is not None:
+            self.series.load(raw[0])

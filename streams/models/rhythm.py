@@ -49,14 +49,20 @@ class DailyRhythm(Detector):
     purpose = "Flag a day whose activity per room and hour differs clearly from the resident's usual rhythm."
     warm_up = f"{WARM_UP_DAYS} days"
     feedback_effect = "false alarm: threshold +0.5 SD (max 6); true incident: -0.25 SD (min 3)"
-    __slots__ = ("days", "k", "profile", "scores")
+    __slots__ = ("_scores", "days", "k", "profile")
 
     def __init__(self) -> None:
         super().__init__()
         self.profile: dict[int, array[float]] = {}
         self.days = 0
-        self.scores = Baseline(memory=28)
+        self._scores: Baseline | None = None  # made on the first day: a new resident costs little
         self.k = DEFAULT_K
+
+    @property
+    def scores(self) -> Baseline:
+        if self._scores is None:
+            self._scores = Baseline(memory=28)
+        return self._scores
 
     def on_day_closed(self, m: ResidentMonitor, day: Any) -> None:
         assert isinstance(day, Day)
@@ -149,13 +155,14 @@ class DailyRhythm(Detector):
         return [
             self.days,
             self.k,
-            self.scores.dump(),
+            None if self._scores is None else self._scores.dump(),
             {str(r): base64.b64encode(_little_endian(p).tobytes()).decode() for r, p in self.profile.items()},
         ]
 
     def load_state(self, raw: list[Any]) -> None:
         self.days, self.k = int(raw[0]), float(raw[1])
-        self.scores.load(raw[2])
+        if raw[2] is not None:
+            self.scores.load(raw[2])
         self.profile = {}
         for r, b64 in raw[3].items():
             p = self.profile[int(r)] = array("f")
