@@ -163,7 +163,8 @@ def test_device_status(db_dsn: str) -> None:
         c.execute(
             "INSERT INTO devices (device_id, gateway_id, home_id, device_kind, room, resident_id) VALUES"
             " ('res-ds-battery-hall', 'gw-ds', 'home-ds', 'motion', 'hall', 'res-ds'),"
-            " ('dev-silent', 'gw-ds', 'home-ds', 'door', 'hall', 'res-ds')"
+            " ('dev-silent', 'gw-ds', 'home-ds', 'door', 'hall', 'res-ds'),"
+            " ('res-ds-motion-kitchen', 'gw-ds', 'home-ds', 'motion', 'kitchen', NULL)"  # the home's resident's
         )
         c.commit()
     with EventWriter(db_dsn, pool_size=1) as w:
@@ -171,6 +172,7 @@ def test_device_status(db_dsn: str) -> None:
             [
                 ev("battery", now - timedelta(hours=2), 80.0, room="hall", resident="res-ds"),
                 ev("battery", now - timedelta(hours=1), 79.0, room="hall", resident="res-ds"),
+                ev("motion", now - timedelta(minutes=5), True, room="kitchen", resident="res-ds"),
             ]
         )
     with psycopg.connect(db_dsn) as c:
@@ -181,6 +183,8 @@ def test_device_status(db_dsn: str) -> None:
     assert by_id["res-ds-battery-hall"]["battery"] == 79.0
     assert by_id["res-ds-battery-hall"]["last_reading_at"] == now - timedelta(hours=1)
     assert by_id["dev-silent"]["last_reading_at"] is None and by_id["dev-silent"]["battery"] is None
+    # A device without its own resident reports the home's resident's readings.
+    assert by_id["res-ds-motion-kitchen"]["last_reading_at"] == now - timedelta(minutes=5)
 
 
 def test_bad_bucket_is_refused(conn: psycopg.Connection) -> None:
