@@ -295,17 +295,20 @@ def mark_deadline(conn: Conn, alert_id: int, step: int, now: datetime, outcome: 
 # --- outbox ----------------------------------------------------------------------------------------------
 
 
-def claim_outbox(conn: Conn, now: datetime, limit: int, lock_for: timedelta) -> list[dict[str, Any]]:
-    """Claim due, unsent rows: SKIP LOCKED plus a lease (locked_until), so two dispatchers never send the
-    same row, and a dispatcher that died releases its rows when the lease ends."""
+def claim_one(conn: Conn, now: datetime) -> dict[str, Any] | None:
+    """The next due, unsent row, locked for the caller's transaction (SKIP LOCKED: another dispatcher takes
+    another row). The lock lasts while the caller sends and marks, so two instances never send one row."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "UPDATE notification_outbox o SET locked_until = %s, attempts = o.attempts + 1"
-            " WHERE o.id IN (SELECT id FROM notification_outbox WHERE sent_at IS NULL AND dead_at IS NULL"
-            " AND due_at <= %s AND (locked_until IS NULL OR locked_until < %s) ORDER BY due_at LIMIT %s"
-            " FOR UPDATE SKIP LOCKED) RETURNING o.*",
-            (now + lock_for, now, now, limit),
-        ).fetchall()
+            "SELECT * FROM notification_outbox WHERE sent_at IS NULL AND dead_at IS NULL AND due_at <= %s"
+            " ORDER BY due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            (now,),
+        ).fetchone()
+
+
+def defer(conn: Conn, outbox_id: int, until: datetime) -> None:
+    """Not attempted now (its endpoint is backing off): due again later."""
+    conn.execute("UPDATE notification_outbox SET due_at = %s WHERE id = %s", (until, outbox_id))
 
 
 def finish_attempt(
@@ -325,12 +328,12 @@ def finish_attempt(
     )
     if ok:
         conn.execute(
-            "UPDATE notification_outbox SET sent_at = %s, locked_until = NULL, last_error = NULL WHERE id = %s",
+            "UPDATE notification_outbox SET sent_at = %s, attempts = attempts + 1, last_error = NULL WHERE id = %s",
             (now, outbox_id),
         )
     else:
         conn.execute(
-            "UPDATE notification_outbox SET last_error = %s, locked_until = NULL, due_at = coalesce(%s, due_at),"
+            "UPDATE notification_outbox SET last_error = %s, attempts = attempts + 1, due_at = coalesce(%s, due_at),"
             " dead_at = CASE WHEN %s THEN %s ELSE NULL END WHERE id = %s",
             ((detail or "")[:2000], retry_at, dead, now, outbox_id),
         )
