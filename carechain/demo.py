@@ -192,9 +192,11 @@ class Demo:
             return log_only
         import psycopg
 
-        conn = psycopg.connect(dsn)
-        self.alerts = (service_mod, conn)
+        conn = psycopg.connect(dsn, autocommit=True)
+        escalation_conn = psycopg.connect(dsn, autocommit=True)
+        self.alerts = (service_mod, conn, escalation_conn)
         service = service_mod.AlertService(conn)
+        escalator = service_mod.AlertService(escalation_conn)
         lock = threading.Lock()
 
         def handle(c: AlertCandidate, now: datetime) -> None:
@@ -204,6 +206,18 @@ class Demo:
         async def sink(c: AlertCandidate, now: datetime) -> None:
             await asyncio.to_thread(handle, c, now)
 
+        async def escalate_forever() -> None:
+            # Unacknowledged alerts go to the next tier on the (simulated) clock, as in `carechain alerts`.
+            while True:
+                await asyncio.sleep(2.0)
+                now = datetime.fromtimestamp(self.clock.now() if self.clock else time.time(), UTC)
+                try:
+                    await asyncio.to_thread(escalator.escalate, now)
+                except Exception as exc:
+                    log.warning("escalation: %s", exc)
+
+        self.tasks.append(asyncio.create_task(escalate_forever(), name="escalation"))
+        say("alerts: the alert service core (dedup, grouping, routing, escalation) on the embedded database")
         return sink
 
     async def start_api(self) -> str:
@@ -385,8 +399,9 @@ class Demo:
         if self.broker is not None:
             await self.broker.stop()
         if self.alerts is not None:
-            with contextlib.suppress(Exception):
-                self.alerts[1].close()
+            for conn in self.alerts[1:]:
+                with contextlib.suppress(Exception):
+                    conn.close()
         if self.pg is not None:
             await asyncio.to_thread(self.pg.stop)
             say("database: embedded PostgreSQL stopped")

@@ -48,7 +48,6 @@ def _postgres_on(pgdata: Path) -> list[psutil.Process]:
 
 
 def test_demo_fall_reaches_the_nurse_live_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    pytest.importorskip("alerts.service", reason="the alert service is not in this checkout yet")
     data = tmp_path / "demo"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "CARECHAIN_DATABASE_URL"}
@@ -106,6 +105,8 @@ def test_demo_fall_reaches_the_nurse_live_and_ctrl_c_stops_it(tmp_path: Path) ->
             proc.kill()
             code = proc.wait(10)
         reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert code == 0, "\n".join(lines[-30:])
     assert any("embedded PostgreSQL stopped" in line for line in lines)
     time.sleep(0.5)
