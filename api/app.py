@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
@@ -70,7 +72,8 @@ class ApiState:
     metrics: ApiMetrics
     stream: AlertStream
     audit_writer: AuditWriter
-    orgs: OrgDirectory = field(default_factory=OrgDirectory)
+    orgs: OrgDirectory
+    getconn_limiter: anyio.CapacityLimiter | None = None  # made in the lifespan (needs the event loop)
 
     @property
     def settings_show_restricted_marker(self) -> bool:
@@ -84,7 +87,8 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
     max_size = pool_max_size or settings.api_db_pool_max
     pool = ConnectionPool(
         settings.database_url,
-        min_size=2,
+        # Every connection opened up front: growing under load, one connection at a time, starves requests.
+        min_size=max_size,
         max_size=max_size,
         kwargs={"autocommit": True},
         open=False,
@@ -94,11 +98,25 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
     metrics = ApiMetrics()
     stream = AlertStream(settings, metrics, heartbeat_s=sse_heartbeat_s)
     audit_writer = AuditWriter(settings.database_url)
-    state = ApiState(settings, pool, validator, issuer, metrics, stream, audit_writer)
+    state = ApiState(
+        settings,
+        pool,
+        validator,
+        issuer,
+        metrics,
+        stream,
+        audit_writer,
+        OrgDirectory(settings.database_url),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)
+        state.getconn_limiter = anyio.CapacityLimiter(max_size + 8)
+        try:
+            await anyio.to_thread.run_sync(state.orgs.reload)
+        except Exception as e:  # the database may come later: /ready says so, requests retry the lookup
+            log.warning("organisations not loaded at start-up: %s", type(e).__name__)
         audit_writer.start()
         await stream.start(pool, audit_writer)
         try:

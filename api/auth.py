@@ -149,6 +149,16 @@ class TokenValidator:
         assert self._local is not None
         return self._local.public_key()
 
+    @property
+    def local(self) -> bool:
+        """Keys from the local issuer (no I/O to validate)."""
+        return self._jwks_client is None
+
+    def cached(self, token: str) -> Claims | None:
+        """The claims of a token validated before and not yet expired (no I/O, no signature check)."""
+        hit = self._cache.get(token)
+        return hit if hit is not None and hit.exp > time.time() else None
+
     def validate(self, token: str) -> Claims:
         """Decode and check the token; raises :class:`AuthError` (401 invalid, 403 no API access).
 

@@ -60,15 +60,7 @@ def _db_url(base: str, name: str) -> str:
 def _migrate(url: str) -> str:
     from carechain.db.migrate import migrate
 
-    result = migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass('alerts')").fetchone()
-        if row is None or row[0] is None:
-            # Development tree without the alert service's tables: the API tests' stand-in for them.
-            stub = Path(__file__).parents[1] / "tests" / "api" / "alerts_stub.sql"
-            conn.execute(stub.read_text())
-            return f"{result.mode} + alerts stub"
-    return result.mode
+    return migrate(url).mode
 
 
 def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -7,17 +7,20 @@ cannot be forgotten because the dependency does them.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio.to_thread
+import psycopg
 from fastapi import Depends, Path, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from api import audit, store
 from api.access import (
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 
 _bearer = HTTPBearer(auto_error=False, description="OIDC/JWT bearer token (RS256/ES256)")
 ORG_CACHE_S = 60.0
+#: An idle pooled connection is handed over at once; waiting longer than this moves to a worker thread.
+GETCONN_FAST_S = 0.0005
 
 
 def get_state(request: Request) -> ApiState:
@@ -63,10 +68,15 @@ async def get_db(request: Request) -> AsyncIterator[Connection[Any]]:
 
     Async on purpose: a sync generator dependency needs a worker thread again to give the connection back,
     and with every worker thread waiting for a connection that return never comes (a pool deadlock under
-    load). Here only the wait for a connection uses a thread; the return is immediate.
+    load). An idle connection is taken at once; only waiting for one uses a thread, with its own limiter.
     """
-    pool = get_pool(request)
-    conn = await run_in_threadpool(pool.getconn)
+    state = get_state(request)
+    pool = state.pool
+    try:
+        conn = pool.getconn(timeout=GETCONN_FAST_S)
+    except PoolTimeout:
+        assert state.getconn_limiter is not None, "the app's lifespan has not run"
+        conn = await anyio.to_thread.run_sync(pool.getconn, limiter=state.getconn_limiter)
     try:
         yield conn
     finally:
@@ -79,39 +89,59 @@ Db = Annotated[Connection[Any], Depends(get_db)]
 class OrgDirectory:
     """organisation id -> kind, cached briefly (the token's org_kind claim is never trusted over it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._lock = threading.Lock()
         self._kinds: dict[str, OrgKind | None] = {}
         self._loaded_at = 0.0
 
-    def kind(self, pool: ConnectionPool, org_id: str) -> OrgKind | None:
-        now = time.monotonic()
-        # Reload when stale or for an organisation not seen yet (only validly signed tokens get here).
-        if now - self._loaded_at > ORG_CACHE_S or org_id not in self._kinds:
-            kinds = {k.value for k in OrgKind}
-            with pool.connection() as conn:
-                self._kinds = {k: OrgKind(v) for k, v in store.organisation_kinds(conn).items() if v in kinds}
-            self._loaded_at = now
+    def cached(self, org_id: str) -> OrgKind | None:
+        """The kind when known and fresh (no I/O)."""
+        if time.monotonic() - self._loaded_at > ORG_CACHE_S:
+            return None
         return self._kinds.get(org_id)
 
+    def kind(self, org_id: str) -> OrgKind | None:
+        """The kind, reloading when stale or for an organisation not seen yet (only validly signed tokens)."""
+        if time.monotonic() - self._loaded_at > ORG_CACHE_S or org_id not in self._kinds:
+            with self._lock:  # one reload at a time, not one per waiting request
+                if time.monotonic() - self._loaded_at > ORG_CACHE_S or org_id not in self._kinds:
+                    self.reload()
+        return self._kinds.get(org_id)
 
-def get_current_user(
+    def reload(self) -> None:
+        kinds = {k.value for k in OrgKind}
+        # A connection of its own (rare: every minute): never wait for the request pool here.
+        with psycopg.connect(self.database_url, autocommit=True, connect_timeout=5) as conn:
+            self._kinds = {k: OrgKind(v) for k, v in store.organisation_kinds(conn).items() if v in kinds}
+        self._loaded_at = time.monotonic()
+
+
+async def get_current_user(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> UserContext:
     """The caller's context (user, organisation and its kind, unit, role, regime) from a valid bearer token.
 
     A call without that context is refused: 401 without a valid token, 403 for a role with no API
-    access (gateways, unknown roles) or an organisation the registry does not know.
+    access (gateways, unknown roles) or an organisation the registry does not know. Async, and without a
+    worker thread when the token and the organisation are known already (the common case).
     """
     if creds is None or creds.scheme.lower() != "bearer":
         raise ProblemError(401, "A bearer token is required", extra={}) from None
     state = get_state(request)
     try:
-        claims = state.validator.validate(creds.credentials)
+        claims = state.validator.cached(creds.credentials)
+        if claims is None and state.validator.local:
+            claims = state.validator.validate(creds.credentials)  # a signature check, no I/O: inline
+        elif claims is None:  # may fetch the identity provider's JWKS
+            claims = await anyio.to_thread.run_sync(state.validator.validate, creds.credentials)
     except AuthError as e:
         raise ProblemError(e.status, e.detail) from None
     # No pooled connection is held for the request here (the live stream's requests last for hours).
-    kind = state.orgs.kind(state.pool, claims.org)
+    kind = state.orgs.cached(claims.org)
+    if kind is None:
+        kind = await anyio.to_thread.run_sync(state.orgs.kind, claims.org)
     if kind is None:
         raise ProblemError(403, "The token's organisation is not known: a call without context is refused")
     ctx = UserContext(
@@ -162,7 +192,7 @@ def action_name(request: Request) -> str:
     return f"{request.method} {getattr(route, 'path', request.url.path)}"
 
 
-def resident_access(category: Category, *, write: bool = False) -> Callable[..., ResidentGrant]:
+def resident_access(category: Category, *, write: bool = False) -> Callable[..., Awaitable[ResidentGrant]]:
     """The gate of every resident route: decide by the access policy and audit the outcome.
 
     Denied -> audit row (outcome denied) and 404 (no relation: existence is not leaked) or 403.
@@ -170,15 +200,58 @@ def resident_access(category: Category, *, write: bool = False) -> Callable[...,
     data leave the API.
     """
 
-    def dep(
+    async def dep(
         request: Request,
         ctx: CurrentUser,
         conn: Db,
         resident_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")],
     ) -> ResidentGrant:
-        return gate(request, ctx, conn, resident_id, category, write=write)
+        return await gate_async(request, ctx, conn, resident_id, category, write=write)
 
     return dep
+
+
+def _decide_and_entry(
+    request: Request,
+    ctx: UserContext,
+    conn: Connection[Any],
+    resident_id: str | None,
+    category: Category,
+    write: bool,
+    resource: str | None,
+) -> tuple[Decision, audit.AuditEntry]:
+    state = get_state(request)
+    facts = store.resident_facts(conn, resident_id) if resident_id else None
+    decision = decide(
+        ctx,
+        facts,
+        category,
+        datetime.now(UTC),
+        write=write,
+        show_restricted_marker=state.settings_show_restricted_marker,
+    )
+    e = audit.entry(
+        ctx,
+        action=action_name(request),
+        resource=resource or f"resident/{category.value}",
+        resident_id=resident_id,
+        outcome=decision.outcome,
+        purpose=decision.purpose,
+        basis=decision.basis,
+        emergency=decision.emergency,
+    )
+    return decision, e
+
+
+def _grant_or_raise(
+    ctx: UserContext, resident_id: str | None, category: Category, decision: Decision, audit_id: int
+) -> ResidentGrant:
+    if not decision.allowed:
+        if decision.restricted_marker:
+            raise ProblemError(403, "Restricted data exist", slug="restricted-data", extra={"restricted": True})
+        raise ProblemError(decision.status, "Not found" if decision.status == 404 else "Not permitted")
+    assert resident_id is not None
+    return ResidentGrant(ctx, resident_id, category, decision, audit_id)
 
 
 def gate(
@@ -194,36 +267,32 @@ def gate(
     """Decide and audit one access to one resident's ``category``; raise the problem when denied.
 
     ``resident_id`` None means "the thing asked for does not exist" (e.g. an unknown alert): it is
-    answered and audited exactly like a resident the caller has no relation to.
+    answered and audited exactly like a resident the caller has no relation to. For sync code; the
+    audit row is durable (group commit) before this returns.
     """
+    decision, e = _decide_and_entry(request, ctx, conn, resident_id, category, write, resource)
     state = get_state(request)
-    now = datetime.now(UTC)
-    facts = store.resident_facts(conn, resident_id) if resident_id else None
-    decision = decide(
-        ctx, facts, category, now, write=write, show_restricted_marker=state.settings_show_restricted_marker
-    )
-    # Through the group-commit writer: durable before any data leave, one WAL flush for many requests.
-    (audit_id,) = state.audit_writer.write(
-        [
-            audit.entry(
-                ctx,
-                action=action_name(request),
-                resource=resource or f"resident/{category.value}",
-                resident_id=resident_id,
-                outcome=decision.outcome,
-                purpose=decision.purpose,
-                basis=decision.basis,
-                emergency=decision.emergency,
-            )
-        ]
-    )
+    (audit_id,) = state.audit_writer.write([e])
     state.metrics.audit_rows.inc()
-    if not decision.allowed:
-        if decision.restricted_marker:
-            raise ProblemError(403, "Restricted data exist", slug="restricted-data", extra={"restricted": True})
-        raise ProblemError(decision.status, "Not found" if decision.status == 404 else "Not permitted")
-    assert resident_id is not None
-    return ResidentGrant(ctx, resident_id, category, decision, audit_id)
+    return _grant_or_raise(ctx, resident_id, category, decision, audit_id)
+
+
+async def gate_async(
+    request: Request,
+    ctx: UserContext,
+    conn: Connection[Any],
+    resident_id: str | None,
+    category: Category,
+    *,
+    write: bool = False,
+    resource: str | None = None,
+) -> ResidentGrant:
+    """:func:`gate` for async code: the (short) facts query runs inline, the audit flush is awaited."""
+    decision, e = _decide_and_entry(request, ctx, conn, resident_id, category, write, resource)
+    state = get_state(request)
+    (audit_id,) = await asyncio.wrap_future(state.audit_writer.submit([e]))
+    state.metrics.audit_rows.inc()
+    return _grant_or_raise(ctx, resident_id, category, decision, audit_id)
 
 
 def audit_access(
@@ -239,9 +308,24 @@ def audit_access(
     emergency_ids: set[str] | None = None,
 ) -> None:
     """Audit a list/dashboard/registry access: one row per resident shown (one row when none)."""
+    entries = _list_entries(request, ctx, resource, resident_ids, outcome, purpose, bases, emergency_ids)
+    get_state(request).audit_writer.write(entries)
+    get_state(request).metrics.audit_rows.inc(len(entries))
+
+
+def _list_entries(
+    request: Request,
+    ctx: UserContext,
+    resource: str,
+    resident_ids: list[str] | None,
+    outcome: Outcome,
+    purpose: Purpose,
+    bases: dict[str, str | None] | None,
+    emergency_ids: set[str] | None,
+) -> list[audit.AuditEntry]:
     action = action_name(request)
-    ids = resident_ids or [None]  # type: ignore[list-item]
-    entries = [
+    ids: list[str | None] = list(resident_ids) if resident_ids else [None]
+    return [
         audit.entry(
             ctx,
             action=action,
@@ -254,7 +338,21 @@ def audit_access(
         )
         for rid in ids
     ]
-    get_state(request).audit_writer.write(entries)
+
+
+async def audit_access_async(
+    request: Request,
+    ctx: UserContext,
+    *,
+    resource: str,
+    resident_ids: list[str] | None = None,
+    purpose: Purpose = Purpose.TREATMENT,
+    bases: dict[str, str | None] | None = None,
+    emergency_ids: set[str] | None = None,
+) -> None:
+    """:func:`audit_access` for async code (the flush is awaited, no worker thread waits)."""
+    entries = _list_entries(request, ctx, resource, resident_ids, Outcome.ALLOWED, purpose, bases, emergency_ids)
+    await asyncio.wrap_future(get_state(request).audit_writer.submit(entries))
     get_state(request).metrics.audit_rows.inc(len(entries))
 
 

@@ -827,25 +827,10 @@ def alert_history(conn: Connection[Any], alert_id: int) -> list[Row]:
 
 
 def response_stats(conn: Connection[Any], org_id: str, since: datetime | None) -> list[Row]:
-    """Response times for the organisation (the alert service's statistics when present)."""
-    try:
-        from alerts.statistics import response_stats as alert_stats
-    except ImportError:
-        alert_stats = None
-    if alert_stats is not None:
-        result = alert_stats(conn, org_id=org_id, since=since)
-        return [dict(r) if not isinstance(r, dict) else r for r in result]
-    return _rows(
-        conn,
-        "SELECT kind, severity, count(*)::int AS alerts,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM acknowledged_at - created_at))"
-        " AS ack_p50_s,"
-        " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - created_at))"
-        " AS resolve_p50_s"
-        " FROM alerts WHERE responsible_org_id = %s AND (%s::timestamptz IS NULL OR created_at >= %s)"
-        " GROUP BY kind, severity ORDER BY kind, severity",
-        (org_id, since, since),
-    )
+    """Time to acknowledge and to resolve for the organisation (the alert service's ``response_stats``)."""
+    from alerts.statistics import response_stats as alert_stats
+
+    return alert_stats(conn, org_id=org_id, since=since)
 
 
 def detector_site_figures(conn: Connection[Any], since: datetime) -> dict[str, list[Row]]:

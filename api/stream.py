@@ -156,6 +156,8 @@ class AlertStream:
         entries: list[audit.AuditEntry] = []
         for row in rows:
             alert = row["alert"]
+            if alert.get("suppressed") or alert.get("canary"):
+                continue  # recorded, not notified (a silence, an inhibition, the pipeline canary)
             rid = str(alert.get("resident_id"))
             f = facts.get(rid)
             cache: dict[bool, str] = {}

@@ -21,7 +21,7 @@ from api.access import (
     decide,
 )
 from api.audit import REQUEST_ID
-from api.deps import CurrentUser, Db, audit_access, gate, get_state
+from api.deps import CurrentUser, Db, audit_access, audit_access_async, gate, gate_async, get_state
 from api.models import ActionResult, Alert, CommentIn, DismissIn, ResolveIn
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
@@ -32,7 +32,7 @@ AlertId = Annotated[int, Path(ge=1, le=2**62, examples=[1042])]
 Status = Literal["proposed", "acknowledged", "accepted", "dismissed", "resolved", "open"]
 
 
-def _page(
+async def _page(
     request: Request,
     conn: Any,
     ctx: UserContext,
@@ -59,9 +59,8 @@ def _page(
     rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
     items = [Alert(**alert_view(ctx, r)) for r in rows[:limit]]
     shown = sorted({i.resident_id for i in items})
-    audit_access(
+    await audit_access_async(
         request,
-        conn,
         ctx,
         resource="alerts/list",
         resident_ids=shown,
@@ -83,7 +82,7 @@ def _page(
     description="Clinical-family alerts appear to users without the clinical scope (home care) as a neutral "
     "'needs a visit'. `restricted` is true when blocked data exist that are not shown.",
 )
-def list_alerts(
+async def list_alerts(
     request: Request,
     ctx: CurrentUser,
     conn: Db,
@@ -96,8 +95,9 @@ def list_alerts(
 ) -> Page[Alert]:
     if ctx.role is Role.AUDITOR or ctx.role is Role.ADMIN:
         raise ProblemError(403, "This role reads no resident data")
+    # Short indexed queries run inline on the event loop (no worker-thread hop); the audit flush is awaited.
     candidates = store.residents_in_reach(conn, ctx.user_id, ctx.org_id)
-    return _page(
+    return await _page(
         request,
         conn,
         ctx,
@@ -174,7 +174,7 @@ def response_statistics(
     response_model=Page[Alert],
     summary="One resident's alerts (newest first)",
 )
-def resident_alerts(
+async def resident_alerts(
     request: Request,
     ctx: CurrentUser,
     conn: Db,
@@ -183,7 +183,7 @@ def resident_alerts(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> Page[Alert]:
-    grant = gate(request, ctx, conn, resident_id, Category.ALERTS)
+    grant = await gate_async(request, ctx, conn, resident_id, Category.ALERTS)
     after = decode_cursor(cursor, 2)
     rows = store.alerts_for(conn, [grant.resident_id], status, None, None, None, after, limit + 1)
     return Page[Alert](

@@ -28,14 +28,10 @@ def _admin_url(url: str, db: str) -> str:
 
 
 def _migrate(url: str, settings: Settings) -> None:
-    """Every migration (the storage runner), and the alert tables' stand-in until the alert service's land."""
+    """Every migration: storage, alerts, API (the storage runner)."""
     from carechain.db.migrate import migrate
 
     migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass('alerts')").fetchone()
-        if row is None or row[0] is None:
-            conn.execute((HERE / "alerts_stub.sql").read_text())  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
