@@ -14,7 +14,7 @@ Alert history and response-time statistics belong to the alert service.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, LiteralString
 
@@ -30,7 +30,9 @@ VITAL_KINDS = ("heart_rate", "spo2", "temperature")
 HOUR = timedelta(hours=1)
 
 
-def _rows(conn: Connection[Any], query: sql.Composed | LiteralString, params: Sequence[Any] = ()) -> list[Row]:
+def _rows(
+    conn: Connection[Any], query: sql.Composed | LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> list[Row]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return list(cur.fetchall())
@@ -96,11 +98,28 @@ def timeline(
 
 def activity_hourly(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
     """Motion events per hour and room, hours starting in ``[since, until)``: ``hour, room, events``."""
+    if _timescale(conn):
+        return _rows(
+            conn,
+            "SELECT bucket AS hour, coalesce(room, '') AS room, motion_events::int AS events FROM activity_hourly"
+            " WHERE resident_id = %s AND bucket >= %s AND bucket < %s ORDER BY 1, 2",
+            (resident_id, since, until),
+        )
+    # Plain PostgreSQL: the same as the activity_hourly view, but with the time range on ``ts``
+    # (the view can only filter on the computed bucket, which no index serves).
     return _rows(
         conn,
-        "SELECT bucket AS hour, coalesce(room, '') AS room, motion_events::int AS events FROM activity_hourly"
-        " WHERE resident_id = %s AND bucket >= %s AND bucket < %s ORDER BY 1, 2",
-        (resident_id, since, until),
+        "WITH h AS (SELECT horizon FROM summary_horizon)"
+        " SELECT bucket AS hour, coalesce(room, '') AS room, motion_events::int AS events FROM activity_hourly_rollup"
+        "  WHERE resident_id = %(r)s AND bucket >= %(since)s AND bucket < least(%(until)s, (SELECT horizon FROM h))"
+        " UNION ALL"
+        " SELECT date_bin('1 hour', ts, %(origin)s), coalesce(room, ''), count(*)::int FROM observations"
+        "  WHERE resident_id = %(r)s AND kind = 'motion' AND value_num = 1 AND ts >= (SELECT horizon FROM h)"
+        "    AND ts >= date_bin('1 hour', %(since)s, %(origin)s) AND ts < %(until)s + interval '1 hour'"
+        "    AND date_bin('1 hour', ts, %(origin)s) >= %(since)s AND date_bin('1 hour', ts, %(origin)s) < %(until)s"
+        "  GROUP BY 1, 2"
+        " ORDER BY 1, 2",
+        {"r": resident_id, "since": since, "until": until, "origin": BUCKET_ORIGIN},
     )
 
 
@@ -173,12 +192,39 @@ def vitals_trend(
 def daily_summaries(conn: Connection[Any], resident_id: str, since: datetime, until: datetime) -> list[Row]:
     """One row per UTC day starting in ``[since, until)``: ``day, motion_events, bathroom_events,
     door_openings, doses_taken, doses_missed, heart_rate_avg``."""
+    columns = (
+        "day, motion_events::int AS motion_events, bathroom_events::int AS bathroom_events,"
+        " door_openings::int AS door_openings, doses_taken::int AS doses_taken, doses_missed::int AS doses_missed,"
+        " heart_rate_avg"
+    )
+    if _timescale(conn):
+        return _rows(
+            conn,
+            "SELECT " + columns + " FROM daily_summary WHERE resident_id = %s AND day >= %s AND day < %s ORDER BY day",
+            (resident_id, since, until),
+        )
+    # Plain PostgreSQL: as the daily_summary view, with the time range on ``ts`` (see activity_hourly).
     return _rows(
         conn,
-        "SELECT day, motion_events::int AS motion_events, bathroom_events::int AS bathroom_events,"
-        " door_openings::int AS door_openings, doses_taken::int AS doses_taken, doses_missed::int AS doses_missed,"
-        " heart_rate_avg FROM daily_summary WHERE resident_id = %s AND day >= %s AND day < %s ORDER BY day",
-        (resident_id, since, until),
+        "WITH h AS (SELECT horizon FROM summary_horizon), d AS ("
+        " SELECT day, motion_events, bathroom_events, door_openings, doses_taken, doses_missed, heart_rate_avg"
+        "   FROM daily_summary_rollup"
+        "  WHERE resident_id = %(r)s AND day >= %(since)s AND day < least(%(until)s, (SELECT horizon FROM h))"
+        " UNION ALL"
+        " SELECT date_bin('1 day', ts, %(origin)s),"
+        "        count(*) FILTER (WHERE kind = 'motion' AND value_num = 1),"
+        "        count(*) FILTER (WHERE kind = 'motion' AND value_num = 1 AND room = 'bathroom'),"
+        "        count(*) FILTER (WHERE kind = 'door' AND value_text = 'open'),"
+        "        count(*) FILTER (WHERE kind = 'medication.dose_taken'),"
+        "        count(*) FILTER (WHERE kind = 'medication.dose_missed'),"
+        "        avg(value_num) FILTER (WHERE kind = 'heart_rate')"
+        "   FROM observations"
+        "  WHERE resident_id = %(r)s AND ts >= (SELECT horizon FROM h)"
+        "    AND ts >= date_bin('1 day', %(since)s, %(origin)s) AND ts < %(until)s + interval '1 day'"
+        "    AND date_bin('1 day', ts, %(origin)s) >= %(since)s AND date_bin('1 day', ts, %(origin)s) < %(until)s"
+        "  GROUP BY 1)"
+        " SELECT " + columns + " FROM d ORDER BY day",
+        {"r": resident_id, "since": since, "until": until, "origin": BUCKET_ORIGIN},
     )
 
 
