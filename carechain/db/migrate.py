@@ -136,7 +136,7 @@ def status(dsn: str) -> dict[str, object]:
         ts = bool(conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone())
         retention: dict[str, str] = {}
         if conn.execute("SELECT to_regclass('retention_settings')").fetchone() not in (None, (None,)):
-            retention = {r[0]: str(r[1]) for r in conn.execute("SELECT table_name, keep FROM retention_settings")}
+            retention = {r[0]: r[1] for r in conn.execute("SELECT table_name, keep::text FROM retention_settings")}
     mode = "timescaledb" if ts else "postgresql"
     pending = [m.filename for m in available_migrations() if m.filename not in applied and m.applies(ts)]
     db_version = max((int(f[:4]) for f in applied), default=0)
