@@ -53,8 +53,12 @@ def timeline(
     limit: int = 10_000,
     after: tuple[datetime, str] | None = None,
     tz: str | None = None,
+    medication: bool | None = None,
 ) -> list[Row]:
     """A resident's readings in ``[since, until)``, raw or bucketed by any fixed interval.
+
+    ``kinds`` keeps only those kinds; ``medication`` True keeps only ``medication.*`` events, False
+    leaves them out (the API shows sensor readings and doses apart).
 
     Raw (``bucket=None``): newest first, keyset-paginated by ``after=(ts, event_id)`` of the last
     row seen; rows ``event_id, ts, kind, value, value_num, value_text, device_id, room, late``
@@ -69,6 +73,8 @@ def timeline(
     if kinds is not None:
         where.append(sql.SQL("kind = ANY(%s)"))
         params.append(list(kinds))
+    if medication is not None:
+        where.append(sql.SQL("kind LIKE 'medication.%%'") if medication else sql.SQL("kind NOT LIKE 'medication.%%'"))
     if bucket is None:
         if after is not None:
             where.append(sql.SQL("(ts, event_id) < (%s, %s)"))

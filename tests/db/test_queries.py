@@ -77,6 +77,10 @@ def test_timeline_raw_newest_first_with_keyset_and_kinds(conn: psycopg.Connectio
     page1 = queries.timeline(conn, R, at(8), at(11), limit=5)
     page2 = queries.timeline(conn, R, at(8), at(11), limit=5, after=(page1[-1]["ts"], page1[-1]["event_id"]))
     assert [r["event_id"] for r in page1 + page2] == [r["event_id"] for r in rows[:10]]
+    doses = queries.timeline(conn, R, at(8), at(11), medication=True)
+    assert [(r["kind"], r["value"]) for r in doses] == [("medication.dose_taken", "08:00")]
+    sensors = queries.timeline(conn, R, at(8), at(11), medication=False)
+    assert len(sensors) == len(rows) - 1 and all(not r["kind"].startswith("medication.") for r in sensors)
     hr = queries.timeline(conn, R, at(8), at(11), kinds=["heart_rate"])
     assert [r["value"] for r in hr] == [70.0, 100.0, 80.0, 60.0]
     assert set(rows[0]) >= {"event_id", "ts", "kind", "value", "device_id", "room", "late"}
