@@ -760,9 +760,7 @@ CLOSED_STATUSES = "('resolved', 'dismissed')"
 
 
 def _alert_doc(r: Row) -> Row:
-    doc = dict(r["alert"])
-    doc["sort_at"] = r["sort_at"]
-    return doc
+    return r
 
 
 def alerts_for(
@@ -798,7 +796,7 @@ def alerts_for(
         where.append(f"(a.{ALERT_TIME}, a.id) < (%s::timestamptz, %s)")
         params += [after[0], after[1]]
     q = (
-        f"SELECT row_to_json(a)::jsonb AS alert, a.{ALERT_TIME} AS sort_at FROM alerts a WHERE "
+        f"SELECT a.*, a.{ALERT_TIME} AS sort_at FROM alerts a WHERE "
         + " AND ".join(where)
         + f" ORDER BY a.{ALERT_TIME} DESC, a.id DESC LIMIT %s"
     )
@@ -809,7 +807,7 @@ def alerts_for(
 def alert(conn: Connection[Any], alert_id: int) -> Row | None:
     r = _row(
         conn,
-        f"SELECT row_to_json(a)::jsonb AS alert, a.{ALERT_TIME} AS sort_at FROM alerts a WHERE a.id = %s",
+        f"SELECT a.*, a.{ALERT_TIME} AS sort_at FROM alerts a WHERE a.id = %s",
         (alert_id,),
     )
     return _alert_doc(r) if r else None
