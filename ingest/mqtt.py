@@ -80,6 +80,8 @@ class GatewaySubscriber:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_subscribe = self._handle_subscribe
+        self._subscribe_mid: int | None = None
 
     # paho callbacks (network thread) -------------------------------------------------
 
@@ -92,8 +94,17 @@ class GatewaySubscriber:
         # Subscribe on every connect (a crash between CONNECT and SUBACK leaves a session without
         # subscriptions); retain handling 1 replays retained statuses only for a new subscription.
         opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(t, opts) for t in self.topics])
+        _, self._subscribe_mid = client.subscribe([(t, opts) for t in self.topics])
         log.info("MQTT connected to %s:%d (session present: %s)", self.host, self.port, flags.session_present)
+
+    def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            # Not ready: without the subscription nothing would arrive. Operators see why.
+            log.error("MQTT subscription refused: %s", ", ".join(refused))
+            return
         self._connected.set()
 
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -123,7 +134,7 @@ class GatewaySubscriber:
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
-        """True once connected (and subscribed when the session was new)."""
+        """True once connected and the broker confirmed the subscription (SUBACK)."""
         return self._connected.wait(timeout)
 
     def ack(self, msg: InboundMessage) -> bool:
