@@ -178,6 +178,9 @@ def test_1000_hostile_payloads_are_dead_lettered_and_good_readings_still_flow(li
         ev.close()
         assert bridge.alive(), "the bridge died on hostile input"
         stats = bridge.wait_stats(lambda s: s.get("messages", 0) >= 2000, 10)
+        log = "\n".join(bridge.lines)
+    # Payloads go to the dead-letter topic, never to the log.
+    assert "ghost-" not in log and "not json" not in log and "AAAA" not in log
     ours = [json.loads(r.value) for r in letters if prefix in json.loads(r.value)["mqtt_topic"]]
     assert len(ours) == 1000
     reasons = Counter(d["reason"] for d in ours)
@@ -299,3 +302,53 @@ def test_bridge_refuses_to_start_without_registry_view_or_topics(live: Settings)
     assert no_view.returncode == 2 and "device registry not readable" in no_view.stderr
     assert "Traceback" not in no_view.stderr
     assert no_topic.returncode == 2 and "Kafka topics missing: missing_" in no_topic.stderr
+
+
+def test_bridge_reconnects_and_resumes_its_session_after_being_kicked(live: Settings) -> None:
+    """Another connection with the bridge's client id takes the session over (the broker drops
+    the bridge); the bridge reconnects with backoff, resumes the session and loses nothing."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    prefix = f"r{tag()}"
+    devices = homes(prefix, 2, sensors=("motion",))
+    sensors = [d for d in devices if d.device_kind == "motion"]
+    with private_database(live, devices) as dsn, private_topics(live) as topics, \
+            running_bridge(live, dsn, topics) as bridge:
+        client_id = bridge.env["CARECHAIN_MQTT_CLIENT_ID"]
+        pub = Publisher(live)
+        sent = 0
+
+        def publish(n: int) -> None:
+            nonlocal sent
+            for _ in range(n):
+                d = sensors[sent % 2]
+                pub.publish(events_topic(d.gateway_id), json.dumps(reading(d.device_id, sent)).encode())
+                sent += 1
+            pub.wait()
+
+        publish(200)
+        # Take the session over without acknowledging anything, then leave.
+        thief = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv5, manual_ack=True)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 600
+        connected = threading.Event()
+        thief.on_connect = lambda *a: connected.set()
+        thief.connect(live.mqtt_host, live.mqtt_port, clean_start=False, properties=props)
+        thief.loop_start()
+        assert connected.wait(10)
+        publish(200)  # queued in the session while nobody consumes it
+        thief.disconnect()
+        thief.loop_stop()
+        publish(200)
+        pub.close()
+        c = consumer(live, topics.events)
+        got = drain(c, lambda recs: len({Event.from_json(r.value).seq for r in recs}) >= sent, timeout=60)
+        c.close()
+        assert bridge.alive()
+        log = "\n".join(bridge.lines)
+    seqs = {Event.from_json(r.value).seq for r in got}
+    assert seqs == set(range(sent)), f"lost {sent - len(seqs)}"
+    assert log.count("MQTT connected") >= 2, "the bridge did not reconnect"
