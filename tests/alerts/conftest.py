@@ -50,7 +50,7 @@ def candidate(
 
 @pytest.fixture(scope="module")
 def alerts_dsn(settings: Settings) -> Iterator[str]:
-    """A private database ``cc_alerts_<random>`` with every migration and 3 demo homes."""
+    """A private database ``cc_alerts_<random>`` with every migration and 20 demo homes."""
     from carechain.db.migrate import migrate
     from carechain.db.seed import seed_demo
 
@@ -66,7 +66,7 @@ def alerts_dsn(settings: Settings) -> Iterator[str]:
     try:
         migrate(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            seed_demo(conn, homes=3)
+            seed_demo(conn, homes=20)
         yield dsn
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as admin:
