@@ -67,17 +67,24 @@ def code_version() -> int:
     return max((m.version for m in available_migrations()), default=0)
 
 
-def _enable_timescale(conn: psycopg.Connection) -> bool:
+def _enable_timescale(conn: psycopg.Connection, dsn: str) -> bool:
     """Use TimescaleDB when the extension is installed and loadable; say so either way."""
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
         return True
     if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
         return False
+    row = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+    preload = [p.strip().strip('"') for p in (row[0] if row else "").split(",")]
+    if "timescaledb" not in preload:
+        # CREATE EXTENSION would end the session with a FATAL error: do not try.
+        log.warning("timescaledb is installed but not in shared_preload_libraries; using plain PostgreSQL")
+        return False
     try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        # On its own connection, so that whatever happens the migrating (locked) one survives.
+        with psycopg.connect(dsn, autocommit=True) as probe:
+            probe.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         return True
-    except psycopg.Error as exc:  # e.g. not in shared_preload_libraries
+    except psycopg.Error as exc:
         log.warning("timescaledb is installed but cannot be enabled (%s); using plain PostgreSQL", exc)
         return False
 
@@ -101,7 +108,7 @@ def migrate(dsn: str, target: int | None = None) -> MigrationResult:
                     f"database schema is version {db_version}, this code knows up to {known}: upgrade the code"
                 )
             applied = {r[0]: r[1] for r in conn.execute("SELECT filename, checksum FROM schema_migrations")}
-            timescale = _enable_timescale(conn)
+            timescale = _enable_timescale(conn, dsn)
             mode = "timescaledb" if timescale else "postgresql"
             done: list[str] = []
             for m in migrations:
