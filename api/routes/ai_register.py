@@ -3,6 +3,8 @@ pause state, alerts per resident-week and dismiss rate per site — and the paus
 
 from __future__ import annotations
 
+import json
+import pathlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -10,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from api import audit, store
 from api.access import Category, Outcome, Purpose
-from api.deps import AdminUser, CurrentUser, Db, ResidentGrant, action_name, resident_access
+from api.deps import AdminUser, CurrentUser, Db, ResidentGrant, action_name, get_state, resident_access
 from api.models import PauseIn, PauseOut, RegisterEntry
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
@@ -24,20 +26,32 @@ def _detectors() -> list[dict[str, Any]]:
     return [d.to_dict() for d in DETECTORS]
 
 
-def _evaluation() -> dict[str, dict[str, Any]]:
-    """Figures from the last `carechain evaluate` run, when one is recorded (per detector)."""
+#: Where the register finds the last evaluation (`carechain evaluate --json $CARECHAIN_STATE_DIR/evaluation.json`).
+EVALUATION_FILE = "evaluation.json"
+
+
+def _evaluation(path: pathlib.Path) -> dict[str, dict[str, Any]]:
+    """Per detector: recall, precision and delay on the simulated scenarios with ground truth, from the last
+    ``carechain evaluate`` run saved at ``path`` (none when it was never run)."""
     try:
-        from carechain import evaluation
-    except ImportError:
+        result = json.loads(path.read_text())
+        from carechain.evaluation import DETECTED_BY
+    except (OSError, ValueError, ImportError):
         return {}
-    load = getattr(evaluation, "latest_figures", None)
-    if load is None:
-        return {}
-    try:
-        figures = load()
-    except Exception:  # figures are informative; the register must answer without them
-        return {}
-    return figures if isinstance(figures, dict) else {}
+    out: dict[str, dict[str, Any]] = {}
+    healthy = result.get("healthy", {})
+    for incident, figures in result.get("types", {}).items():
+        kinds = next((k for t, k in DETECTED_BY.items() if t.value == incident), frozenset())
+        for name in kinds:
+            entry = out.setdefault(name, {"scenarios": {}, "evaluated_at": result.get("evaluated_at")})
+            entry["scenarios"][incident] = {
+                k: figures.get(k) for k in ("incidents", "recall", "precision", "delay_p95_s", "meets_target")
+            }
+    for name, n in (result.get("false_alerts_by_kind") or {}).items():
+        out.setdefault(name, {"scenarios": {}})["false_alerts"] = n
+    for entry in out.values():
+        entry["healthy_false_alerts_per_resident_week_all_detectors"] = healthy.get("false_alerts_per_resident_week")
+    return out
 
 
 @router.get(
@@ -53,7 +67,7 @@ def ai_register(
     pauses = store.pause_state(conn)
     since = datetime.now(UTC) - timedelta(weeks=weeks)
     per_site = store.detector_site_figures(conn, since)
-    evaluation = _evaluation()
+    evaluation = _evaluation(get_state(request).settings.state_dir / EVALUATION_FILE)
     out = []
     for d in _detectors():
         name = d["name"]

@@ -30,8 +30,8 @@ from api.models import (
     ResidentSummary,
 )
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
-from api.personnummer import InvalidPersonnummer, display, parse
 from api.problems import PROBLEM_RESPONSES, ProblemError
+from carechain.personnummer import InvalidPersonnummer, parse
 
 router = APIRouter(prefix="/v1/residents", tags=["residents"], responses=PROBLEM_RESPONSES)
 
@@ -104,7 +104,7 @@ def create_resident(request: Request, body: ResidentCreate, ctx: AdminUser, conn
         raise ProblemError(404, "Not found")
     rid = body.id or f"r-{uuid.uuid4().hex[:12]}"
     with conn.transaction():
-        if not store.create_resident(conn, rid, home, body.name, display(pnr.normalised)):
+        if not store.create_resident(conn, rid, home, body.name, f"{pnr.canonical[:8]}-{pnr.canonical[8:]}"):
             raise ProblemError(409, "A resident with this id or personnummer exists")
         audit.record(
             conn,
