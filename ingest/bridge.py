@@ -66,6 +66,7 @@ class LaneTopics:
     deadletter: str = "deadletter"
 
     def of(self, lane: Lane) -> str:
+        """The topic of a lane."""
         return self.urgent if lane is Lane.URGENT else self.events
 
 
@@ -99,6 +100,7 @@ class BridgeMetrics:
     kafka_retries: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as plain JSON-able values."""
         return {
             "messages": self.messages,
             "batches": self.batches,

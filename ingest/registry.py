@@ -111,9 +111,11 @@ class DeviceRegistry:
             self._thread.join(timeout=5)
 
     def _swap(self, snap: RegistrySnapshot) -> None:
+        changed = len(snap) != len(self.snapshot) or self.reloads == 0
         self.snapshot = snap
         self.reloads += 1
-        log.info("device registry loaded: %d devices", len(snap))
+        # The periodic reload would otherwise log every 30 s.
+        log.log(logging.INFO if changed else logging.DEBUG, "device registry loaded: %d devices", len(snap))
         if self.on_change is not None:
             self.on_change(snap)
 

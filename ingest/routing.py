@@ -107,6 +107,7 @@ class RegistrySnapshot:
 
     @property
     def devices(self) -> Mapping[str, RegisteredDevice]:
+        """Every registered device by id (read-only view)."""
         return self._devices
 
 
@@ -169,6 +170,7 @@ class DeadLetter:
 
     @property
     def key(self) -> str | None:
+        """The Kafka key of a dead letter: the gateway id from the topic, when there is one."""
         return self.gateway_id
 
 
