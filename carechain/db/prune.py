@@ -61,7 +61,22 @@ def _qualified(conn: psycopg.Connection, table: str) -> sql.Identifier:
     return sql.Identifier(row[0], row[1])
 
 
-def prune(dsn: str) -> PruneResult:
+def _delete_older(conn: psycopg.Connection, table: sql.Identifier, column: str, keep: timedelta, batch: int) -> int:
+    """Delete rows older than ``keep`` in short transactions of at most ``batch`` rows (no long lock, bounded WAL)."""
+    row = conn.execute("SELECT now() - %s", (keep,)).fetchone()
+    cutoff = row[0] if row else None
+    q = sql.SQL("DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < %s LIMIT %s))").format(
+        t=table, c=sql.Identifier(column)
+    )
+    total = 0
+    while True:
+        n = max(conn.execute(q, (cutoff, batch)).rowcount, 0)
+        total += n
+        if n < batch:
+            return total
+
+
+def prune(dsn: str, batch: int = 50_000) -> PruneResult:
     """Apply every recorded retention now (and, on TimescaleDB, the other policy jobs)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT cc_timescale()").fetchone()
@@ -91,13 +106,7 @@ def prune(dsn: str) -> PruneResult:
             try:
                 if _managed_by_timescale(conn, table):
                     continue
-                cur = conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} < now() - %s").format(
-                        _qualified(conn, table), sql.Identifier(column)
-                    ),
-                    (keep,),
-                )
-                result.deleted[table] = max(cur.rowcount, 0)
+                result.deleted[table] = _delete_older(conn, _qualified(conn, table), column, keep, batch)
             except (psycopg.Error, LookupError) as exc:
                 log.warning("retention of %s not applied: %s", table, exc)
                 result.errors[table] = str(exc).strip()
