@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import subprocess
@@ -256,7 +257,10 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
     tps = [TopicPartition(topics["events"], p) for p in range(settings.kafka_partitions)]
 
     def committed() -> int:
-        offsets = admin.list_consumer_group_offsets(app_id)
+        try:
+            offsets = admin.list_group_offsets(app_id).get(app_id, {})
+        except Exception:  # the group does not exist before the worker joins
+            return 0
         return sum(offsets[tp].offset for tp in tps if tp in offsets and offsets[tp].offset > 0)
 
     fall_sent: dict[str, float] = {}
@@ -356,6 +360,7 @@ def _changelog_bytes(settings: Settings, topic: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Both parts; one JSON object."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     progress(f"pure monitor: {args.pure_events} events over {args.residents} residents ...")
     result: dict[str, Any] = bench_pure(args.residents, args.pure_events, args.seed)
     result["bytes_per_resident"] = result["state_bytes_30_days"]

@@ -556,7 +556,7 @@ class ResidentMonitor:
             "dv": {k: d.dump() for k, d in self.devices.items()},
             "rm": self.rooms,
             "dy": [d.dump() for d in self.days.values()],
-            "b": [[t, e.to_json().decode()] for t, _, e in sorted(self.buffer)],
+            "b": [_pack_event(e, t) for t, _, e in sorted(self.buffer)],
             "o": self.open,
             "k": self.keys,
             "p": self.positions,
@@ -595,9 +595,9 @@ class ResidentMonitor:
         m.devices = {sys.intern(k): Device.load(v) for k, v in s["dv"].items()}
         m.rooms = [sys.intern(r) for r in s["rm"]]
         m.days = {int(raw[0]): Day.load(raw) for raw in s["dy"]}
-        for t, raw in s["b"]:
-            ev = Event.from_json(raw)
-            m.buffer.append((float(t), ev.event_id, ev))
+        for raw in s["b"]:
+            ev = _unpack_event(m.resident_id, m.home_id, raw)
+            m.buffer.append((float(raw[6]), ev.event_id, ev))
         heapq.heapify(m.buffer)
         m.open = {k: list(v) for k, v in s["o"].items()}
         m.keys = {k: float(v) for k, v in s["k"].items()}
@@ -606,6 +606,28 @@ class ResidentMonitor:
             if name in m.detectors:
                 m.detectors[name].load(raw)
         return m
+
+
+def _pack_event(e: Event, t: float) -> list[Any]:
+    """An event waiting in the ordered buffer, as a flat list (resident and home are the monitor's)."""
+    return [e.event_id, e.gateway_id, e.device_id, e.room, e.kind, e.value, t, e.seq, e.received_at.timestamp(), e.unit]
+
+
+def _unpack_event(resident_id: str, home_id: str, raw: list[Any]) -> Event:
+    return Event(
+        event_id=raw[0],
+        resident_id=resident_id,
+        home_id=home_id,
+        gateway_id=sys.intern(raw[1]),
+        device_id=sys.intern(raw[2]),
+        room=raw[3],
+        kind=raw[4],
+        value=raw[5],
+        ts=clock.to_dt(float(raw[6])),
+        seq=int(raw[7]),
+        received_at=clock.to_dt(float(raw[8])),
+        unit=raw[9],
+    )
 
 
 def _num(x: float) -> float | None:

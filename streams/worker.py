@@ -180,6 +180,11 @@ class StreamWorker:
             # A killed worker's residents move to another within ~10 s (Faust's default is 60 s).
             broker_session_timeout=10.0,
             broker_heartbeat_interval=3.0,
+            # Priority of the urgent lane: the consumer serves a partition's prefetched records before the
+            # next partition's, so the bulk prefetch is kept small (128 KB, about 400 events per
+            # partition) and an urgent record waits for at most that, never for the bulk backlog.
+            consumer_max_fetch_size=128 * 1024,
+            producer_linger=0.005,
             stream_buffer_maxsize=512,
             broker_max_poll_records=500,
             processing_guarantee="at_least_once",
