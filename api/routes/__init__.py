@@ -10,11 +10,13 @@ from api.routes import (
     audit_log,
     care,
     consents,
+    fhir,
     meta,
     observations,
     organisations,
     registry,
     residents,
+    web,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -28,4 +30,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     audit_log.router,
     ai_register.router,
+    fhir.router,  # FHIR R4 read for regional record systems (api/fhir*.py)
+    web.router,  # the nurses' web page (api/web/)
 )

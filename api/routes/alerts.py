@@ -142,13 +142,7 @@ async def alert_stream(
 
 
 async def _audit_subscription(request: Request, ctx: UserContext) -> None:
-    import asyncio
-
-    def write() -> None:
-        with get_state(request).pool.connection() as conn:
-            audit_access(request, conn, ctx, resource="alerts/stream/subscribe", purpose=Purpose.TREATMENT)
-
-    await asyncio.to_thread(write)
+    await audit_access_async(request, ctx, resource="alerts/stream/subscribe", purpose=Purpose.TREATMENT)
 
 
 @router.get(
