@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import psycopg
@@ -63,6 +64,7 @@ _SCORE_COLUMNS = ("resident_id", "detector", "detector_version", "ts", "score", 
 _SCORE_TYPES = ["text", "text", "text", "timestamptz", "float8", "float8", "jsonb"]
 
 _OBS_COLS = ", ".join(_OBS_COLUMNS)
+_OBS_KEY = itemgetter(_OBS_COLUMNS.index("resident_id"), _OBS_COLUMNS.index("ts"))
 _SCORE_COLS = ", ".join(_SCORE_COLUMNS)
 
 # Session-private staging tables, created once per pooled connection. ON COMMIT DELETE ROWS
@@ -280,6 +282,8 @@ class EventWriter:
             return 0
         late = late_ids or set()
         rows = [observation_row(e, e.event_id in late or bool(e.extra.get("late"))) for e in events]
+        # In key order (resident, time): neighbouring rows land on the same index pages.
+        rows.sort(key=_OBS_KEY)
 
         def work(conn: psycopg.Connection) -> int:
             with conn.cursor() as cur:
