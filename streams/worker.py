@@ -33,13 +33,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.serializers import codecs
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from carechain.candidates import AlertCandidate, Feedback
 from carechain.care_plan import CarePlan
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 CODEC = "carechain-monitor"
 #: Events whose only effect is a count or a "last heard" (checkpointed lazily).
 CHEAP_KINDS = frozenset({Kind.MOTION.value, Kind.GATEWAY_HEARTBEAT.value})
+#: A partition this many events behind its end is "lagging": deadlines use its own clock.
+LAG_EVENTS = 500
 
 
 class MonitorCodec(codecs.Codec):
@@ -156,6 +158,10 @@ class StreamWorker:
         # Monitors changed only by cheap events since their checkpoint, with when that began.
         self.lazy: dict[str, tuple[ResidentMonitor, float]] = {}
         self.base_paused = set(options.paused)  # from the command line; the database adds to it
+        # Where the bulk lane is, per partition: last offset handled and the newest bridge time seen.
+        self.partition_of: dict[str, int] = {}
+        self.bulk_position: dict[int, int] = {}
+        self.bulk_clock: dict[int, datetime] = {}
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- faust
@@ -271,6 +277,12 @@ class StreamWorker:
                 await self._dead_letter(raw.value, type(exc).__name__, str(exc)[:200])
                 continue
             decoded.append((ev, f"{msg.topic}/{msg.partition}", msg.offset))
+            if not urgent:
+                self.partition_of[ev.resident_id] = msg.partition
+                self.bulk_position[msg.partition] = max(self.bulk_position.get(msg.partition, -1), msg.offset)
+                seen = self.bulk_clock.get(msg.partition)
+                if seen is None or ev.received_at > seen:
+                    self.bulk_clock[msg.partition] = ev.received_at
         await self._preload_plans({ev.resident_id for ev, _, _ in decoded})
         out = MonitorOutput()
         significant: dict[str, ResidentMonitor] = {}
@@ -338,6 +350,7 @@ class StreamWorker:
         """Deadlines: every monitor this worker holds ticks; lazy changes are checkpointed."""
         start = time.monotonic()
         now = self.clock()
+        partition_now = self._partition_now(now)
         out = MonitorOutput()
         changed: dict[str, ResidentMonitor] = {}
         items = list(self.state.items())
@@ -345,7 +358,8 @@ class StreamWorker:
             if rid not in self.attached:
                 m = self.monitor(rid, m.home_id)
             before = len(out.candidates)
-            out.extend(m.tick(now))
+            p = self.partition_of.get(rid)
+            out.extend(m.tick(now if p is None else partition_now.get(p, now)))
             if len(out.candidates) > before:
                 changed[rid] = m
             if i % 1000 == 999:
@@ -358,6 +372,26 @@ class StreamWorker:
         await self._outputs(out, changed)
         self.stats.ticks += 1
         self.stats.last_tick_s = time.monotonic() - start
+
+    def _partition_now(self, now: datetime) -> dict[int, datetime]:
+        """The time deadlines are judged at, per bulk partition.
+
+        A worker that lags behind its partition (a backlog after a restart, a burst)
+        judges that partition's deadlines at the bridge time of the newest event it
+        has handled, not at the wall clock: its own backlog must not look like silent
+        gateways or still residents. Caught up (or idle), it is the wall clock.
+        """
+        result: dict[int, datetime] = {}
+        for p, position in self.bulk_position.items():
+            try:
+                highwater = self.app.consumer.highwater(TP(self.settings.topic_events, p))
+            except Exception:  # not assigned (any more) or not fetched yet: nothing known about a lag
+                highwater = None
+            lag = (highwater - position - 1) if highwater else 0
+            clock = self.bulk_clock.get(p)
+            if lag > LAG_EVENTS and clock is not None:
+                result[p] = min(now, clock + timedelta(seconds=self.options.tick_s))
+        return result
 
     async def refresh_plans(self) -> None:
         """Changed care plans and global pauses from the database."""
