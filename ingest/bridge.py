@@ -100,7 +100,8 @@ class BridgeMetrics:
     kafka_retries: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as plain JSON-able values."""
+        """The counters as plain JSON-able values (copies; may raise RuntimeError if a key is
+        added by the bridge thread during the copy — callers on other threads retry)."""
         return {
             "messages": self.messages,
             "batches": self.batches,

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long the broker keeps the bridge's session and queue while it is down")
     parser.add_argument("--startup-wait-s", type=float, default=60.0,
                         help="how long to wait for PostgreSQL and Kafka at start-up")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve Prometheus /metrics on this port (0: off)")
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics")
     parser.add_argument("--stats-interval-s", type=float, default=30.0, help="log the counters this often")
 
 
@@ -93,6 +96,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 stats_interval_s=args.stats_interval_s,
             ),
         )
+        if args.metrics_port:
+            from ingest.metrics import serve
+
+            serve(bridge.metrics, lambda: len(registry.snapshot), args.metrics_host, args.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port)
         subscriber.start(bridge.offer)
         try:
             while not subscriber.wait_connected(1.0):

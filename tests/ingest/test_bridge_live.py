@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
 
+import httpx
 import psycopg
 import pytest
 
@@ -135,6 +137,12 @@ def test_kill_9_loses_nothing(live: Settings) -> None:
     assert lost == 0
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def hostile_payloads(gw: str, dev: str, n: int) -> list[tuple[str, bytes]]:
     """``n`` malformed or hostile (topic, payload) pairs; each must become exactly one dead letter."""
     ok = reading(dev, 1)
@@ -160,8 +168,9 @@ def test_1000_hostile_payloads_are_dead_lettered_and_good_readings_still_flow(li
     gw, dev = devices[0].gateway_id, devices[1].device_id
     good_gw, good_dev = devices[2].gateway_id, devices[3].device_id
     hostile = hostile_payloads(gw, dev, 1000)
+    metrics_port = free_port()
     with private_database(live, devices) as dsn, private_topics(live) as topics, \
-            running_bridge(live, dsn, topics) as bridge:
+            running_bridge(live, dsn, topics, ["--metrics-port", str(metrics_port)]) as bridge:
         pub = Publisher(live)
         for i, (topic, payload) in enumerate(hostile):
             pub.publish(topic, payload)
@@ -179,6 +188,11 @@ def test_1000_hostile_payloads_are_dead_lettered_and_good_readings_still_flow(li
         assert bridge.alive(), "the bridge died on hostile input"
         stats = bridge.wait_stats(lambda s: s.get("messages", 0) >= 2000, 10)
         log = "\n".join(bridge.lines)
+        exposition = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    samples = dict(line.rsplit(" ", 1) for line in exposition.splitlines() if line and not line.startswith("#"))
+    # >=: other engineers' gateways publishing on the shared broker reach this bridge too.
+    assert float(samples['carechain_bridge_deadlettered_total{reason="unknown_device"}']) >= 100
+    assert float(samples["carechain_bridge_registry_devices"]) == 4
     # Payloads go to the dead-letter topic, never to the log.
     assert "ghost-" not in log and "not json" not in log and "AAAA" not in log
     ours = [json.loads(r.value) for r in letters if prefix in json.loads(r.value)["mqtt_topic"]]
