@@ -60,7 +60,8 @@ FORGET_AFTER_S = 7 * 86400
 #: Incident keys are remembered this long, so one incident never produces two candidates.
 REMEMBER_KEYS_S = 14 * 86400
 
-_DISPATCH: dict[tuple[tuple[type, str], ...], tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]] = {}
+_Dispatch = tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...]]
+_DISPATCH: dict[tuple[tuple[type, str], ...], _Dispatch] = {}
 
 ACTIVITY_KINDS = frozenset({Kind.MOTION, Kind.DOOR, Kind.BED, Kind.DOSE_TAKEN})
 _BATHROOM_WORDS = ("bath", "toilet", "wc", "badrum", "toalett")
@@ -218,8 +219,13 @@ class ResidentMonitor:
                 table = ordered if d.ordered else instant
                 for k in d.kinds:
                     table[k] = (*table.get(k, ()), d.name)
-            tables = _DISPATCH[signature] = (instant, ordered)
-        self._instant, self._ordered = tables
+            # Only detectors that override a hook are called for it (ticks run for every resident).
+            ticking = tuple(d.name for d in self.detectors.values() if type(d).on_tick is not Detector.on_tick)
+            daily = tuple(
+                d.name for d in self.detectors.values() if type(d).on_day_closed is not Detector.on_day_closed
+            )
+            tables = _DISPATCH[signature] = (instant, ordered, ticking, daily)
+        self._instant, self._ordered, self._ticking, self._daily = tables
 
     # ------------------------------------------------------------------ inputs
 
@@ -276,8 +282,8 @@ class ResidentMonitor:
             day = self._day(n)
             if day is not None:
                 day.degraded = True
-        for d in self.detectors.values():
-            d.on_tick(self, n)
+        for name in self._ticking:
+            self.detectors[name].on_tick(self, n)
         self._forget(n)
         self._out = _IDLE
         return out
@@ -319,8 +325,8 @@ class ResidentMonitor:
         for ordinal in sorted(o for o, d in self.days.items() if d.next_midnight <= w):
             day = self.days.pop(ordinal)
             self.closed_through = max(self.closed_through, ordinal)
-            for det in self.detectors.values():
-                det.on_day_closed(self, day)
+            for name in self._daily:
+                self.detectors[name].on_day_closed(self, day)
 
     def _release(self) -> None:
         buf = self.buffer
