@@ -287,8 +287,11 @@ async def gate_async(
     write: bool = False,
     resource: str | None = None,
 ) -> ResidentGrant:
-    """:func:`gate` for async code: the (short) facts query runs inline, the audit flush is awaited."""
-    decision, e = _decide_and_entry(request, ctx, conn, resident_id, category, write, resource)
+    """:func:`gate` for async code: the facts query in a worker thread (a busy database must not stall the
+    event loop), the audit flush awaited on the loop."""
+    decision, e = await anyio.to_thread.run_sync(
+        _decide_and_entry, request, ctx, conn, resident_id, category, write, resource
+    )
     state = get_state(request)
     (audit_id,) = await asyncio.wrap_future(state.audit_writer.submit([e]))
     state.metrics.audit_rows.inc()

@@ -7,6 +7,7 @@ import importlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
@@ -14,6 +15,7 @@ from api import store
 from api.access import (
     AGGREGATE_ROLES,
     Category,
+    Decision,
     Purpose,
     Role,
     UserContext,
@@ -32,11 +34,40 @@ AlertId = Annotated[int, Path(ge=1, le=2**62, examples=[1042])]
 Status = Literal["proposed", "acknowledged", "accepted", "dismissed", "resolved", "open"]
 
 
+def _load_page(
+    request: Request,
+    conn: Any,
+    ctx: UserContext,
+    candidates: list[str] | None,
+    status: str | None,
+    kind: str | None,
+    severity: str | None,
+    since: datetime | None,
+    after: list[Any] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
+    """The page's rows and the decisions that allowed them (blocking database work: run in a worker thread)."""
+    now = datetime.now(UTC)
+    if candidates is None:
+        candidates = store.residents_in_reach(conn, ctx.user_id, ctx.org_id)
+    facts = store.resident_facts_many(conn, candidates)
+    allowed: dict[str, Decision] = {}
+    restricted = False
+    show_marker = get_state(request).settings.api_restricted_marker
+    for rid, f in facts.items():
+        d = decide(ctx, f, Category.ALERTS, now, show_restricted_marker=show_marker)
+        if d.allowed:
+            allowed[rid] = d
+        restricted = restricted or d.restricted_marker
+    rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
+    return rows, allowed, restricted
+
+
 async def _page(
     request: Request,
     conn: Any,
     ctx: UserContext,
-    candidates: list[str],
+    candidates: list[str] | None,
     *,
     status: str | None,
     kind: str | None,
@@ -45,18 +76,12 @@ async def _page(
     cursor: str | None,
     limit: int,
 ) -> Page[Alert]:
-    now = datetime.now(UTC)
-    facts = store.resident_facts_many(conn, candidates)
-    allowed: dict[str, Any] = {}
-    restricted = False
-    show_marker = get_state(request).settings.api_restricted_marker
-    for rid, f in facts.items():
-        d = decide(ctx, f, Category.ALERTS, now, show_restricted_marker=show_marker)
-        if d.allowed:
-            allowed[rid] = d
-        restricted = restricted or d.restricted_marker
     after = decode_cursor(cursor, 2)
-    rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
+    # One worker-thread hop for the queries (they may wait on a busy database without stalling the event
+    # loop); the audit flush is awaited on the loop.
+    rows, allowed, restricted = await anyio.to_thread.run_sync(
+        _load_page, request, conn, ctx, candidates, status, kind, severity, since, after, limit
+    )
     items = [Alert(**alert_view(ctx, r)) for r in rows[:limit]]
     shown = sorted({i.resident_id for i in items})
     await audit_access_async(
@@ -95,13 +120,11 @@ async def list_alerts(
 ) -> Page[Alert]:
     if ctx.role is Role.AUDITOR or ctx.role is Role.ADMIN:
         raise ProblemError(403, "This role reads no resident data")
-    # Short indexed queries run inline on the event loop (no worker-thread hop); the audit flush is awaited.
-    candidates = store.residents_in_reach(conn, ctx.user_id, ctx.org_id)
     return await _page(
         request,
         conn,
         ctx,
-        candidates,
+        None,
         status=status,
         kind=kind,
         severity=severity,
@@ -179,7 +202,9 @@ async def resident_alerts(
 ) -> Page[Alert]:
     grant = await gate_async(request, ctx, conn, resident_id, Category.ALERTS)
     after = decode_cursor(cursor, 2)
-    rows = store.alerts_for(conn, [grant.resident_id], status, None, None, None, after, limit + 1)
+    rows = await anyio.to_thread.run_sync(
+        store.alerts_for, conn, [grant.resident_id], status, None, None, None, after, limit + 1
+    )
     return Page[Alert](
         items=[Alert(**alert_view(ctx, r)) for r in rows[:limit]],
         next_cursor=next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]),
