@@ -34,11 +34,8 @@ AUDITOR = "audit-fhir"
 
 
 @pytest.fixture(scope="module")
-def seeded(db: psycopg.Connection[Any], app: Any) -> dict[str, Any]:
+def seeded(db: psycopg.Connection[Any]) -> dict[str, Any]:
     """One resident with a home, devices, readings, scores, doses, alerts, consents and relations."""
-    from tests.browser.app_factory import mount_page_and_fhir
-
-    mount_page_and_fhir(app)  # a no-op once api.routes.ROUTERS lists both routers
     seed.organisations(db)
     seed.resident(db, RID, HOME)
     seed.relation(db, NURSE, seed.KOMMUN_A, "hc-1", RID)

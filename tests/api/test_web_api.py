@@ -20,10 +20,7 @@ ORG = "kommun-robot"  # its own municipality: other tests' doses in the shared d
 
 
 @pytest.fixture(scope="module")
-def seeded(db: psycopg.Connection[Any], app: Any) -> None:
-    from tests.browser.app_factory import mount_page_and_fhir
-
-    mount_page_and_fhir(app)  # a no-op once api.routes.ROUTERS lists both routers
+def seeded(db: psycopg.Connection[Any]) -> None:
     seed.organisations(db)
     db.execute(
         "INSERT INTO organisations (org_id, name, kind) VALUES (%s, 'Kommun Robot', 'kommun') ON CONFLICT DO NOTHING",
