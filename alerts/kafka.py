@@ -65,23 +65,24 @@ class CandidateConsumer:
         )
         self._producer = producer
 
-    def run_once(self, apply: Callable[[AlertCandidate], None], timeout_ms: int = 200) -> int:
+    def run_once(self, apply: Callable[[list[AlertCandidate]], object], timeout_ms: int = 200) -> int:
+        """One poll: readable candidates go to ``apply`` as one batch (one database transaction); offsets are
+        committed after it returned."""
         batches = self._c.poll(timeout_ms=timeout_ms)
-        n = 0
+        cands: list[AlertCandidate] = []
         for records in batches.values():
             for rec in records:
                 try:
-                    cand = AlertCandidate.from_json(rec.value)
+                    cands.append(AlertCandidate.from_json(rec.value))
                 except (ValueError, TypeError, KeyError) as e:
                     # Bad input never crashes the service: dead-lettered with the reason.
                     log.warning("unreadable candidate at %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, e)
                     self._producer.deadletter(rec.value or b"", "bad_candidate", str(e))
-                    continue
-                apply(cand)
-                n += 1
+        if cands:
+            apply(cands)
         if batches:
             self._c.commit()
-        return n
+        return len(cands)
 
     def close(self) -> None:
         self._c.close()

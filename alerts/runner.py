@@ -82,7 +82,7 @@ class AlertServiceRunner:
             consumer = CandidateConsumer(self.settings, producer)
             try:
                 while not self.stop.is_set():
-                    consumer.run_once(lambda c: (svc.handle(c, self.clock()), None)[1])
+                    consumer.run_once(lambda cands: svc.handle_batch(cands, self.clock))
             finally:
                 consumer.close()
                 producer.close()

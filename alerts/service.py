@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from alerts import store
@@ -76,6 +78,7 @@ class AlertService:
         self._config_at = -1e9
         self._rules: list[RoutingRule] = []
         self._policies: list[tuple[str | None, EscalationPolicy]] = []
+        self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
 
     # --- configuration (routing rules, escalation policies), refreshed now and then ---------------------
     def _config(self) -> tuple[list[RoutingRule], list[tuple[str | None, EscalationPolicy]]]:
@@ -87,6 +90,24 @@ class AlertService:
 
     def reload_config(self) -> None:
         self._config_at = -1e9
+        self._cache.clear()
+
+    def _cached(self, key: tuple[str, ...], load: Callable[[], Any]) -> Any:
+        """Registry facts that change rarely (who is responsible, teams, endpoints, gateways), kept for the
+        config TTL: a handful of queries fewer per candidate."""
+        hit = self._cache.get(key)
+        t = time.monotonic()
+        if hit is not None and t - hit[0] <= self._config_ttl:
+            return hit[1]
+        value = load()
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = (t, value)
+        return value
+
+    def _responsibility(self, resident_id: str) -> Responsibility:
+        r: Responsibility = self._cached(("resp", resident_id), lambda: store.responsibility(self.conn, resident_id))
+        return r
 
     # --- candidates ----------------------------------------------------------------------------------------
     def handle(self, candidate: AlertCandidate, now: datetime) -> HandleResult:
@@ -94,9 +115,37 @@ class AlertService:
         with self.conn.transaction():
             return self._handle(candidate, now)
 
+    def handle_batch(self, candidates: list[AlertCandidate], clock: Callable[[], datetime]) -> list[HandleResult]:
+        """Apply a batch in one transaction (one commit, one WAL flush, for a whole Kafka poll). If any
+        candidate fails, the batch is rolled back and applied one by one, so one bad candidate costs only
+        itself (it is logged and skipped, never crashes the service)."""
+        if not candidates:
+            return []
+        try:
+            with self.conn.transaction():
+                return [self._handle(c, clock()) for c in candidates]
+        except Exception:  # a bad candidate: fall back to one transaction each to isolate it
+            log.warning("batch of %d candidates failed; applying one by one", len(candidates), exc_info=True)
+        out = []
+        for c in candidates:
+            try:
+                out.append(self.handle(c, clock()))
+            except Exception as e:  # logged with its incident key only (pseudonymous)
+                log.error("candidate %s could not be applied: %s: %s", c.incident_key, type(e).__name__, e)
+                out.append(HandleResult(Decision.IGNORE))
+        return out
+
     def _handle(self, c: AlertCandidate, now: datetime) -> HandleResult:
         conn = self.conn
-        current = store.latest_by_key(conn, c.incident_key)
+        with conn.pipeline():
+            pre = store.prefetch(
+                conn, c.incident_key, c.home_id, now - self.policy.group_window, now, c.resident_id, c.kind
+            )
+            return self._apply(c, pre, now)
+
+    def _apply(self, c: AlertCandidate, pre: store.Prefetch, now: datetime) -> HandleResult:
+        conn = self.conn
+        current = pre.current
         decision = decide(c, current, now, self.policy)
         if decision in (Decision.DUPLICATE, Decision.IGNORE):
             return HandleResult(decision, current.id if current else None)
@@ -108,18 +157,21 @@ class AlertService:
             return HandleResult(decision, current.id)
         if decision in (Decision.AUTO_RESOLVE, Decision.CLEAR_ONLY):
             assert current is not None
-            return self._clear(c, current, decision, now)
+            return self._clear(c, current, decision, pre, now)
         if decision is Decision.REOPEN:
             assert current is not None
-            return self._reopen(c, current, now)
-        return self._create(c, current, decision, now)
+            return self._reopen(c, current, pre, now)
+        return self._create(c, current, decision, pre, now)
 
-    def _suppression(self, c: AlertCandidate, now: datetime) -> tuple[str | None, dict[str, Any], list[AlertRecord]]:
+    def _suppression(
+        self, c: AlertCandidate, pre: store.Prefetch, now: datetime
+    ) -> tuple[str | None, dict[str, Any], list[AlertRecord]]:
         """Silence, inhibition: who mutes this alert (recorded, not notified)."""
-        recent = store.recent_in_home(self.conn, c.home_id, now - self.policy.group_window)
-        silence = matching_silence(
-            c, store.active_silences(self.conn, now), store.gateways_of_home(self.conn, c.home_id), now
-        )
+        recent = pre.recent
+        silence = None
+        if pre.silences:
+            gateways = self._cached(("gw", c.home_id or ""), partial(store.gateways_of_home, self.conn, c.home_id))
+            silence = matching_silence(c, pre.silences, gateways, now)
         if silence is not None:
             return f"silence:{silence.id}", {"silence_id": silence.id, "silence_reason": silence.reason}, recent
         inhibitor = inhibiting_alert(c, recent)
@@ -127,22 +179,21 @@ class AlertService:
             return f"inhibited:{inhibitor.id}", {"inhibited_by_alert": inhibitor.id, "by_kind": inhibitor.kind}, recent
         return None, {}, recent
 
-    def _flap(self, c: AlertCandidate, now: datetime) -> tuple[bool, bool]:
+    def _flap(self, c: AlertCandidate, pre: store.Prefetch, now: datetime) -> tuple[bool, bool]:
         """Count a state change; returns (flapping, became flapping now)."""
-        state = store.flap_state(self.conn, c.resident_id, c.kind)
-        new, became = record_change(state, now, self.policy)
+        new, became = record_change(pre.flap, now, self.policy)
         store.save_flap_state(self.conn, c.resident_id, c.kind, new, now)
         return new.flapping, became
 
     def _create(
-        self, c: AlertCandidate, current: AlertRecord | None, decision: Decision, now: datetime
+        self, c: AlertCandidate, current: AlertRecord | None, decision: Decision, pre: store.Prefetch, now: datetime
     ) -> HandleResult:
         conn = self.conn
         rules, _ = self._config()
-        resp = store.responsibility(conn, c.resident_id)
+        resp = self._responsibility(c.resident_id)
         owner = responsible(c.kind, c.severity.value, resp, rules)
-        suppressed_by, sup_detail, recent = self._suppression(c, now)
-        flapping, became_flapping = self._flap(c, now)
+        suppressed_by, sup_detail, recent = self._suppression(c, pre, now)
+        flapping, became_flapping = self._flap(c, pre, now)
         if suppressed_by is None and flapping:
             suppressed_by = "flapping"
         group = related_group(c, recent, now, self.policy)
@@ -174,9 +225,10 @@ class AlertService:
             "notify_after": now + min_duration if min_duration else None,
             "flap_count": 1 if flapping else 0,
         }
-        alert_id = store.insert_alert(conn, fields)
-        if alert_id is None:
+        row = store.insert_alert(conn, fields)
+        if row is None:
             return HandleResult(Decision.DUPLICATE)
+        alert_id = int(row["id"])
         detail: dict[str, Any] = {"incident_key": c.incident_key, "candidate_id": c.candidate_id, **sup_detail}
         if suppressed_by:
             detail["suppressed_by"] = suppressed_by
@@ -195,13 +247,14 @@ class AlertService:
             if min_duration:
                 store.schedule_deadline(conn, alert_id, 0, now + min_duration)  # hysteresis
             else:
-                res.notified += self._start_notifications(alert_id, now, resp, is_injured(c.evidence.features))
+                res.notified += self._start_notifications(row, now, resp, is_injured(c.evidence.features))
         return res
 
-    def _start_notifications(self, alert_id: int, now: datetime, resp: Responsibility, injured: bool = False) -> int:
+    def _start_notifications(
+        self, row: dict[str, Any], now: datetime, resp: Responsibility, injured: bool = False
+    ) -> int:
         """Tier-1 notification now and the first escalation deadline."""
-        row = store.alert_row(self.conn, alert_id)
-        assert row is not None
+        alert_id = int(row["id"])
         n = self._notify_tier(row, 1, 0, now, resp, injured)
         _, policies = self._config()
         pol = policy_for(row["severity"], row["responsible_org_id"], policies)
@@ -210,10 +263,10 @@ class AlertService:
             store.schedule_deadline(self.conn, alert_id, dl.step, dl.due_at)
         return n
 
-    def _reopen(self, c: AlertCandidate, current: AlertRecord, now: datetime) -> HandleResult:
+    def _reopen(self, c: AlertCandidate, current: AlertRecord, pre: store.Prefetch, now: datetime) -> HandleResult:
         conn = self.conn
-        suppressed_by, sup_detail, _ = self._suppression(c, now)
-        flapping, became_flapping = self._flap(c, now)
+        suppressed_by, sup_detail, _ = self._suppression(c, pre, now)
+        flapping, became_flapping = self._flap(c, pre, now)
         if suppressed_by is None and flapping:
             suppressed_by = "flapping"
         row = store.alert_row(conn, current.id)
@@ -254,13 +307,17 @@ class AlertService:
             res.events.append(store.add_event(conn, current.id, "flapping", now, detail={"kind": c.kind}))
             res.notified += self._notify_flapping(current.id, c, row["responsible_org_id"], now)
         if suppressed_by is None:
-            resp = store.responsibility(conn, c.resident_id)
-            res.notified += self._start_notifications(current.id, now, resp, is_injured(c.evidence.features))
+            resp = self._responsibility(c.resident_id)
+            fresh = store.alert_row(conn, current.id)
+            assert fresh is not None
+            res.notified += self._start_notifications(fresh, now, resp, is_injured(c.evidence.features))
         return res
 
-    def _clear(self, c: AlertCandidate, current: AlertRecord, decision: Decision, now: datetime) -> HandleResult:
+    def _clear(
+        self, c: AlertCandidate, current: AlertRecord, decision: Decision, pre: store.Prefetch, now: datetime
+    ) -> HandleResult:
         conn = self.conn
-        flapping, became_flapping = self._flap(c, now)
+        flapping, became_flapping = self._flap(c, pre, now)
         fields: dict[str, Any] = {"condition_active": False, "cleared_at": now, "last_candidate_at": c.detected_at}
         res = HandleResult(decision, current.id)
         if decision is Decision.AUTO_RESOLVE:
@@ -287,7 +344,7 @@ class AlertService:
         if c.state is CandidateState.CLEARED or decision is not Decision.CREATE:
             return HandleResult(Decision.IGNORE, current.id if current else None)
         rtt = store.record_canary(self.conn, c.resident_id, c.event_time, now)
-        alert_id = store.insert_alert(
+        row = store.insert_alert(
             self.conn,
             {
                 "incident_key": c.incident_key,
@@ -314,7 +371,7 @@ class AlertService:
             },
         )
         log.info("canary %s arrived, round trip %.0f ms", c.resident_id, rtt)
-        return HandleResult(Decision.CREATE, alert_id, "canary")
+        return HandleResult(Decision.CREATE, int(row["id"]) if row else None, "canary")
 
     # --- notifications ---------------------------------------------------------------------------------------
     def _notify_tier(
@@ -329,11 +386,14 @@ class AlertService:
         written = 0
         for t in targets:
             payload_t = {**payload, "target": {"org_id": t.org_id, "role": t.role, "tier": tier}}
-            for ep in store.webhook_endpoints(self.conn, t.org_id):
+            endpoints = self._cached(("ep", t.org_id), partial(store.webhook_endpoints, self.conn, t.org_id))
+            for ep in endpoints:
                 key = f"{base}:webhook:{ep}"
                 written += store.enqueue(self.conn, row["id"], "webhook", str(ep), {**payload_t, "dedup_key": key},
                                          key, now)  # fmt: skip
-            shifts, team_emails, tz = store.team_shifts(self.conn, t.org_id, t.role)
+            shifts, team_emails, tz = self._cached(
+                ("team", t.org_id, t.role), partial(store.team_shifts, self.conn, t.org_id, t.role)
+            )
             duty = on_call(shifts, now, tz)
             emails = [s.email for s in duty[:1] if s.email] or team_emails[:1]
             for email in emails:
@@ -380,7 +440,7 @@ class AlertService:
                     continue
                 row = store.alert_row(self.conn, d["alert_id"])
                 assert row is not None
-                resp = store.responsibility(self.conn, row["resident_id"])
+                resp = self._responsibility(row["resident_id"])
                 injured = is_injured((row.get("evidence") or {}).get("features") or {})
                 n = self._notify_tier(row, dec.tier, d["step"], now, resp, injured)
                 if dec.tier != row["tier"]:

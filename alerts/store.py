@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,45 @@ def latest_by_key(conn: Conn, incident_key: str, lock: bool = True) -> AlertReco
     return _record(row) if row else None
 
 
+@dataclass(slots=True)
+class Prefetch:
+    """What applying one candidate reads, fetched in one round trip when the connection is in pipeline mode."""
+
+    current: AlertRecord | None
+    recent: list[AlertRecord]
+    silences: list[Silence]
+    flap: FlapState
+
+
+def prefetch(conn: Conn, incident_key: str, home_id: str | None, since: datetime, now: datetime,
+             resident_id: str, kind: str) -> Prefetch:  # fmt: skip
+    """The newest alert of the key (locked), the home's recent alerts, active silences and the flap state
+    (locked). All queries are sent before any result is read, so a pipelined connection waits once."""
+    q_cur = f"SELECT {_RECORD_COLS} FROM alerts WHERE incident_key = %s ORDER BY incident_seq DESC LIMIT 1 FOR UPDATE"
+    c1 = conn.execute(q_cur.encode(), (incident_key,))
+    c2 = conn.execute(_RECENT_Q.encode(), (home_id, since)) if home_id else None
+    c3 = conn.execute(_SILENCES_Q.encode(), (now, now))
+    c4 = conn.execute(_FLAP_Q.encode(), (resident_id, kind))
+    row = c1.fetchone()
+    recent = [_record(r) for r in c2.fetchall()] if c2 is not None else []
+    silences = [Silence(r[0], Scope(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in c3.fetchall()]
+    f = c4.fetchone()
+    return Prefetch(
+        _record(row) if row else None, recent, silences, FlapState(tuple(f[0]), bool(f[1])) if f else FlapState()
+    )
+
+
+_RECENT_Q = (
+    f"SELECT {_RECORD_COLS} FROM alerts WHERE home_id = %s AND (opened_at >= %s OR"
+    " status IN ('proposed', 'acknowledged', 'accepted')) AND NOT canary ORDER BY opened_at DESC LIMIT 50"
+)
+_SILENCES_Q = (
+    "SELECT id, scope, target, reason, starts_at, expires_at, created_by FROM silences"
+    " WHERE starts_at <= %s AND expires_at > %s"
+)
+_FLAP_Q = "SELECT changes, flapping FROM alert_flaps WHERE resident_id = %s AND kind = %s FOR UPDATE"
+
+
 def recent_in_home(conn: Conn, home_id: str | None, since: datetime) -> list[AlertRecord]:
     """Alerts of a home opened since ``since`` or still open (grouping, inhibition)."""
     if not home_id:
@@ -76,16 +116,17 @@ def alert_row(conn: Conn, alert_id: int, lock: bool = False) -> dict[str, Any] |
         return cur.execute(q.encode(), (alert_id,)).fetchone()
 
 
-def insert_alert(conn: Conn, fields: dict[str, Any]) -> int | None:
-    """Insert a new alert; None when the (incident key, seq) exists already (a concurrent duplicate)."""
+def insert_alert(conn: Conn, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert a new alert and return its row; None when the (incident key, seq) exists already (a concurrent
+    duplicate)."""
     cols = list(fields)
     vals = [Jsonb(v) if isinstance(v, dict) else v for v in fields.values()]
     q = (
         f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
-        " ON CONFLICT (incident_key, incident_seq) DO NOTHING RETURNING id"
+        " ON CONFLICT (incident_key, incident_seq) DO NOTHING RETURNING *"
     )
-    row = conn.execute(q.encode(), vals).fetchone()
-    return int(row[0]) if row else None
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(q.encode(), vals).fetchone()
 
 
 def update_alert(conn: Conn, alert_id: int, fields: dict[str, Any], now: datetime) -> None:
@@ -105,16 +146,16 @@ def add_event(
     actor_role: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> int:
-    """One lifecycle step, and its notification to the live stream, in the caller's transaction."""
+    """One lifecycle step, and its notification to the live stream, in the caller's transaction
+    (one statement: the insert and the pg_notify travel together)."""
     row = conn.execute(
-        "INSERT INTO alert_events (alert_id, at, type, actor, actor_org, actor_role, detail)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (alert_id, at, type_, actor, actor_org, actor_role, Jsonb(detail or {})),
+        "WITH e AS (INSERT INTO alert_events (alert_id, at, type, actor, actor_org, actor_role, detail)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id)"
+        " SELECT id, pg_notify(%s, id::text) FROM e",
+        (alert_id, at, type_, actor, actor_org, actor_role, Jsonb(detail or {}), NOTIFY_CHANNEL),
     ).fetchone()
     assert row is not None
-    event_id = int(row[0])
-    conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(event_id)))
-    return event_id
+    return int(row[0])
 
 
 def schedule_deadline(conn: Conn, alert_id: int, step: int, due_at: datetime) -> None:
@@ -139,13 +180,14 @@ def enqueue(
     dedup_key: str,
     due_at: datetime,
 ) -> bool:
-    """An outbox row; the unique dedup key makes a retried transaction add nothing. True when new."""
-    row = conn.execute(
+    """An outbox row; the unique dedup key makes a retried transaction add nothing. Reads no result, so
+    it costs no round trip of its own on a pipelined connection."""
+    conn.execute(
         "INSERT INTO notification_outbox (alert_id, channel, target, payload, dedup_key, created_at, due_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (dedup_key) DO NOTHING",
         (alert_id, channel, target, Jsonb(payload), dedup_key, due_at, due_at),
-    ).fetchone()
-    return row is not None
+    )
+    return True
 
 
 def responsibility(conn: Conn, resident_id: str) -> Responsibility:
