@@ -768,7 +768,7 @@ async function showOverview() {
     document.getElementById("chart-weekly"),
     perDetector.map((d) => [d.name, d.perWeek]),
     t("overview.alerts_per_week"),
-    (v) => v.toFixed(2),
+    (v) => v.toLocaleString(locale(), { maximumFractionDigits: 2 }),
   );
   const byKind = new Map();
   for (const r of rows) byKind.set(r.kind, (byKind.get(r.kind) || 0) + Number(r.alerts || 0));
