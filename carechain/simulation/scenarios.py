@@ -145,12 +145,6 @@ WARMUP: dict[IncidentType, timedelta] = {
     IncidentType.INFECTION: timedelta(days=10),
     IncidentType.DECLINE: timedelta(days=24),
 }
-#: Days after the incident's day that the scenario keeps running (the detection window).
-AFTER_DAYS: dict[IncidentType, int] = {
-    IncidentType.INFECTION: 3,
-    IncidentType.DECLINE: 14,
-}
-
 EPOCH = date(2026, 9, 7)  # a Monday; scenarios start here unless told otherwise
 
 
@@ -168,7 +162,8 @@ def incident_scenario(
         day = epoch + timedelta(days=lead + (rng.randrange(0, 3) if lead > 1 else 0))
         incident = plan_incident(kind, home, day, rng)
         start = local_time(home, day, 0) - warm
-        end = local_time(home, day + timedelta(days=1 + AFTER_DAYS.get(kind, 0)), 0)
+        # To the end of the incident's day, or an hour past its detection window when that is later.
+        end = max(local_time(home, day + timedelta(days=1), 0), incident.start + incident.window + timedelta(hours=1))
         out.append(Scenario(f"{kind.value}-{index:04d}", seed, home, start, end, (incident,)))
     return out
 
@@ -209,7 +204,7 @@ class SetSpec:
 
 
 #: The quick set runs in CI in under a minute: three infections with the shortest
-#: baseline the bathroom model accepts (7 days + 1), no slow decline (each needs ~40 days).
+#: baseline the bathroom model accepts (7 days), no slow decline (each needs ~40 days).
 SETS: dict[str, SetSpec] = {
     "quick": SetSpec(
         {
@@ -223,8 +218,8 @@ SETS: dict[str, SetSpec] = {
             IncidentType.INFECTION: 3,
         },
         healthy=2,
-        healthy_days=5,
-        warmup={IncidentType.INFECTION: timedelta(days=8)},
+        healthy_days=4,
+        warmup={IncidentType.INFECTION: timedelta(days=7)},
     ),
     "full": SetSpec(
         {
