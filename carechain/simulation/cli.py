@@ -83,10 +83,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     def progress(s: PublishStats) -> None:
         wall = max(time.time() - t0, 1e-9)
-        sim = datetime.fromtimestamp(s.sim_time, UTC).isoformat(timespec="seconds")
+        sim = datetime.fromtimestamp(s.sim_time or clock.now(), UTC).isoformat(timespec="seconds")
         print(
             f"sim {sim}  messages {s.messages}  readings {s.readings}  {s.readings / wall:,.0f} readings/s"
-            f"  drops {s.drops}  lag {s.lag_s:.1f}s",
+            f"  drops {s.drops}  failed {s.failed}  lag {s.lag_s:.1f}s",
             file=sys.stderr,
             flush=True,
         )
@@ -99,4 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         stop.set()
     progress(stats)
+    if stats.messages == 0 and stats.failed:
+        print(f"nothing published: no MQTT broker answered on {broker.host}:{broker.port}", file=sys.stderr)
+        return 1
     return 0

@@ -24,6 +24,10 @@ from carechain.simulation.gateway import KEEPALIVE_S, GatewayMessage, status_top
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0
+#: A gateway that could not connect tries again after this long (its messages meanwhile are lost).
+RETRY_AFTER_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
@@ -80,6 +84,14 @@ class GatewayConnection:
         c.reconnect_delay_set(1, 10)
         c.connect(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S)
         c.loop_start()
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not c.is_connected():
+            if time.monotonic() > deadline:
+                c.loop_stop()
+                with contextlib.suppress(OSError):
+                    c.disconnect()
+                raise ConnectionError(f"no MQTT CONNACK from {self.broker.host}:{self.broker.port}")
+            time.sleep(0.01)
         self.client = c
 
     def publish(self, msg: GatewayMessage) -> mqtt.MQTTMessageInfo:
@@ -115,6 +127,7 @@ class PublishStats:
     messages: int = 0
     readings: int = 0
     drops: int = 0
+    failed: int = 0  # messages not published: the broker could not be reached
     sim_time: float = 0.0
     lag_s: float = 0.0  # how far behind the clock the publisher is
 
@@ -131,6 +144,7 @@ def publish_stream(
     """Publish the (time-ordered) messages as their gateways, paced by ``clock``, until ``stop``."""
     stats = stats or PublishStats()
     conns: dict[str, GatewayConnection] = {}
+    retry_at: dict[str, float] = {}
     last_progress = time.time()
     pending: list[mqtt.MQTTMessageInfo] = []
     try:
@@ -152,11 +166,19 @@ def publish_stream(
                 conn.drop()
                 stats.drops += 1
                 continue
+            if retry_at.get(msg.gateway_id, 0.0) > time.time():
+                stats.failed += 1
+                continue
             try:
-                pending.append(conn.publish(msg))
+                info = conn.publish(msg)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    raise ConnectionError(mqtt.error_string(info.rc))
+                pending.append(info)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.warning("gateway %s could not publish: %s", msg.gateway_id, exc)
                 conn.drop()
+                retry_at[msg.gateway_id] = time.time() + RETRY_AFTER_S
+                stats.failed += 1
                 continue
             stats.messages += 1
             stats.readings += msg.readings
