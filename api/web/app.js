@@ -125,6 +125,13 @@ function signOut() {
   state.token = null;
   state.claims = null;
   state.alerts.clear();
+  // Nothing of one user's view may survive into the next user's.
+  state.residents = [];
+  state.lastEventId = null;
+  document.getElementById("resident-select").replaceChildren();
+  for (const id of ["alerts", "chart-activity", "chart-vitals", "chart-doses", "overview-cards", "chart-weekly", "chart-kinds"]) {
+    document.getElementById(id).replaceChildren();
+  }
   sessionStorage.removeItem(TOKEN_KEY);
   location.hash = "";
   render();
@@ -639,7 +646,6 @@ function drawDoses(container, rows, days) {
   });
   const legend = document.createElement("div");
   legend.className = "legend";
-  legend.innerHTML = "";
   for (const [c, label, n] of [["#1e6b2e", t("resident.dose.taken"), taken], ["#a50e0e", t("resident.dose.missed"), missed]]) {
     const s = document.createElement("span");
     s.style.setProperty("--c", c);
