@@ -10,6 +10,7 @@ import heapq
 import random
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from carechain.simulation.behaviour import resident_readings
 from carechain.simulation.gateway import GatewayMessage, gateway_messages, outages
@@ -104,10 +105,33 @@ def demo_incidents(
                 timedelta(hours=3),
             )
         )
-    today = start.astimezone(UTC).date()
-    for kind, k in ((IncidentType.MISSED_DOSE, 4), (IncidentType.NIGHT_WANDERING, 5)):
-        if len(homes) > k:
-            out.append(plan_incident(kind, homes[k], today + timedelta(days=1), rng))
+    if len(homes) > 4:
+        # The next dose due at least five minutes from the start: the inbox shows it the same day.
+        home = homes[4]
+        tz = ZoneInfo(home.plan.timezone)
+        local = start.astimezone(tz)
+        slots = sorted(
+            datetime.combine(local.date() + timedelta(days=d), dose.at, tz) + timedelta(minutes=dose.grace_min)
+            for d in (0, 1)
+            for dose in home.plan.doses
+        )
+        end_of_grace = next(t for t in slots if t - timedelta(minutes=35) > local + timedelta(minutes=5))
+        slot = next(
+            d.slot for d in home.plan.doses if (end_of_grace - timedelta(minutes=d.grace_min)).time() == d.at
+        )
+        out.append(
+            Incident(
+                IncidentType.MISSED_DOSE,
+                home.resident_id,
+                end_of_grace.astimezone(UTC),
+                timedelta(minutes=30),
+                timedelta(minutes=30),
+                {"slot": slot},
+            )
+        )
+    if len(homes) > 5:
+        tomorrow = start.astimezone(ZoneInfo(homes[5].plan.timezone)).date() + timedelta(days=1)
+        out.append(plan_incident(IncidentType.NIGHT_WANDERING, homes[5], tomorrow, rng))
     return out
 
 
