@@ -116,12 +116,14 @@ def pause_global(request: Request, detector: Detector, body: PauseIn, ctx: Admin
 @router.put(
     "/v1/residents/{resident_id}/detectors/{detector}/pause",
     response_model=PauseOut,
-    summary="Pause or resume a detector for one resident (logged; also written to the care plan)",
+    summary="Pause or resume a detector for one resident (admin of the resident's organisation; logged; also "
+    "written to the care plan)",
 )
 def pause_resident(
     detector: Detector,
     body: PauseIn,
     conn: Db,
+    admin: AdminUser,
     grant: Annotated[ResidentGrant, Depends(resident_access(Category.IDENTITY, write=True))],
 ) -> PauseOut:
     _known(detector)
