@@ -13,6 +13,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -74,10 +75,15 @@ def _latency(args: argparse.Namespace, settings: Settings, dsn: str, homes: list
         "CARECHAIN_DATABASE_URL": dsn,
         "CARECHAIN_TOPIC_ALERTS": topic,
         "CARECHAIN_ALERTS_GROUP_ID": f"{topic}-group",
-        "CARECHAIN_LOG_LEVEL": "WARNING",
+        "CARECHAIN_LOG_LEVEL": "INFO",
     }
+    log_file = tempfile.NamedTemporaryFile(prefix="cc-bench-alerts-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "carechain.cli", "alerts", "--no-dispatch"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "carechain.cli", "alerts", "--no-dispatch"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
     )
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=0)
     listen = psycopg.connect(dsn, autocommit=True)
@@ -94,7 +100,8 @@ def _latency(args: argparse.Namespace, settings: Settings, dsn: str, homes: list
             if any(True for _ in _drain(listen, 0.5)):
                 break
         else:
-            raise RuntimeError("the alert service did not answer within 60 s")
+            tail = Path(log_file.name).read_text(errors="replace").splitlines()[-20:]
+            raise RuntimeError("the alert service did not answer within 60 s:\n" + "\n".join(tail))
         n = int(args.rate * args.duration)
         progress(f"alerts bench: {n} candidates at {args.rate:.0f}/s")
         start = time.perf_counter()
@@ -143,6 +150,8 @@ def _latency(args: argparse.Namespace, settings: Settings, dsn: str, homes: list
         listen.close()
         admin.delete_topics([topic])
         admin.close()
+        log_file.close()
+        Path(log_file.name).unlink(missing_ok=True)
 
 
 def _drain(conn: psycopg.Connection[Any], timeout: float) -> list[int]:
@@ -162,6 +171,7 @@ def _escalation(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     with psycopg.connect(dsn, autocommit=True) as conn:
         progress(f"alerts bench: {n} open alerts with escalation deadlines")
+        conn.execute("UPDATE escalation_deadlines SET done_at = now(), outcome = 'bench: earlier phase'")
         conn.execute(
             "INSERT INTO alerts (incident_key, resident_id, home_id, kind, family, severity, status,"
             " responsible_org_id, responsible_role, opened_at, created_at)"

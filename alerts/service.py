@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -225,10 +225,13 @@ class AlertService:
             "notify_after": now + min_duration if min_duration else None,
             "flap_count": 1 if flapping else 0,
         }
-        row = store.insert_alert(conn, fields)
-        if row is None:
-            return HandleResult(Decision.DUPLICATE)
-        alert_id = int(row["id"])
+        # The id and uuid are chosen here (id from the prefetch's nextval), so the insert needs no answer and
+        # the whole candidate costs two round trips. A concurrent insert of the same key (two instances during
+        # a rebalance) fails the unique key: the batch is retried one by one and this one becomes a duplicate.
+        alert_id = pre.next_id
+        fields.update({"id": alert_id, "alert_uuid": store.new_group_id(), "reopen_count": 0})
+        store.insert_alert_blind(conn, fields)
+        row = fields
         detail: dict[str, Any] = {"incident_key": c.incident_key, "candidate_id": c.candidate_id, **sup_detail}
         if suppressed_by:
             detail["suppressed_by"] = suppressed_by
@@ -237,11 +240,11 @@ class AlertService:
         if decision is Decision.NEW_EPISODE and current:
             detail["previous_alert"] = current.id
         res = HandleResult(decision, alert_id, suppressed_by)
-        res.events.append(store.add_event(conn, alert_id, "proposed", now, detail=detail))
+        store.add_event_blind(conn, alert_id, "proposed", now, detail=detail)
         if group:
-            res.events.append(store.add_event(conn, group.id, "related", now, detail={"alert_id": alert_id}))
+            store.add_event_blind(conn, group.id, "related", now, detail={"alert_id": alert_id})
         if became_flapping:
-            res.events.append(store.add_event(conn, alert_id, "flapping", now, detail={"kind": c.kind}))
+            store.add_event_blind(conn, alert_id, "flapping", now, detail={"kind": c.kind})
             res.notified += self._notify_flapping(alert_id, c, owner.org_id if owner else None, now)
         if suppressed_by is None:
             if min_duration:
@@ -422,45 +425,39 @@ class AlertService:
         with self.conn.transaction():
             due = store.due_deadlines(self.conn, now, limit)
             _, policies = self._config()
-            for d in due:
-                handled += 1
-                pol = policy_for(d["severity"], d["responsible_org_id"], policies)
-                dec = on_due(
-                    pol,
-                    d["step"],
-                    Status(d["status"]),
-                    d["suppressed"],
-                    d["condition_active"],
-                    d["opened_at"],
-                    d["acknowledged_at"],
-                    d["tier"],
-                )
-                if dec.action is DueAction.SKIP:
-                    store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"skipped:{dec.why}")
-                    continue
-                row = store.alert_row(self.conn, d["alert_id"])
-                assert row is not None
-                resp = self._responsibility(row["resident_id"])
-                injured = is_injured((row.get("evidence") or {}).get("features") or {})
-                n = self._notify_tier(row, dec.tier, d["step"], now, resp, injured)
-                if dec.tier != row["tier"]:
-                    store.update_alert(self.conn, row["id"], {"tier": dec.tier}, now)
-                kind = "notified" if d["step"] == 0 else ("retriggered" if d["step"] >= 1000 else "escalated")
-                store.add_event(
-                    self.conn, row["id"], kind, now, detail={"step": d["step"], "tier": dec.tier, "why": dec.why,
-                                                             "outbox_rows": n},
-                )  # fmt: skip
-                store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"notified:tier{dec.tier}")
-                if dec.next is not None:
-                    store.schedule_deadline(self.conn, d["alert_id"], dec.next.step, dec.next.due_at)
+            with self.conn.pipeline():  # the writes of all due deadlines travel together
+                for d in due:
+                    handled += 1
+                    self._on_due(d, policies, now)
         return handled
 
-
-def utc_offset_clock(offset: timedelta) -> Any:
-    """A clock running ``offset`` ahead of real time (tests move the service into the future)."""
-    from datetime import UTC
-
-    def now() -> datetime:
-        return datetime.now(UTC) + offset
-
-    return now
+    def _on_due(self, d: dict[str, Any], policies: list[tuple[str | None, EscalationPolicy]], now: datetime) -> None:
+        """One due deadline (its row carries the alert's columns): notify the tier or skip, mark it done."""
+        pol = policy_for(d["severity"], d["responsible_org_id"], policies)
+        dec = on_due(
+            pol,
+            d["step"],
+            Status(d["status"]),
+            d["suppressed"],
+            d["condition_active"],
+            d["opened_at"],
+            d["acknowledged_at"],
+            d["tier"],
+        )
+        if dec.action is DueAction.SKIP:
+            store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"skipped:{dec.why}")
+            return
+        row = d
+        resp = self._responsibility(row["resident_id"])
+        injured = is_injured((row.get("evidence") or {}).get("features") or {})
+        n = self._notify_tier(row, dec.tier, d["step"], now, resp, injured)
+        if dec.tier != row["tier"]:
+            store.update_alert(self.conn, row["id"], {"tier": dec.tier}, now)
+        kind = "notified" if d["step"] == 0 else ("retriggered" if d["step"] >= 1000 else "escalated")
+        store.add_event_blind(
+            self.conn, row["id"], kind, now, detail={"step": d["step"], "tier": dec.tier, "why": dec.why,
+                                                     "outbox_rows": n},
+        )  # fmt: skip
+        store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"notified:tier{dec.tier}")
+        if dec.next is not None:
+            store.schedule_deadline(self.conn, d["alert_id"], dec.next.step, dec.next.due_at)

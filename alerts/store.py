@@ -67,6 +67,7 @@ class Prefetch:
     recent: list[AlertRecord]
     silences: list[Silence]
     flap: FlapState
+    next_id: int  # an alert id reserved for a new alert (sequence gaps are harmless)
 
 
 def prefetch(conn: Conn, incident_key: str, home_id: str | None, since: datetime, now: datetime,
@@ -78,12 +79,19 @@ def prefetch(conn: Conn, incident_key: str, home_id: str | None, since: datetime
     c2 = conn.execute(_RECENT_Q.encode(), (home_id, since)) if home_id else None
     c3 = conn.execute(_SILENCES_Q.encode(), (now, now))
     c4 = conn.execute(_FLAP_Q.encode(), (resident_id, kind))
+    c5 = conn.execute("SELECT nextval(pg_get_serial_sequence('alerts', 'id'))")
     row = c1.fetchone()
     recent = [_record(r) for r in c2.fetchall()] if c2 is not None else []
     silences = [Silence(r[0], Scope(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in c3.fetchall()]
     f = c4.fetchone()
+    nxt = c5.fetchone()
+    assert nxt is not None
     return Prefetch(
-        _record(row) if row else None, recent, silences, FlapState(tuple(f[0]), bool(f[1])) if f else FlapState()
+        _record(row) if row else None,
+        recent,
+        silences,
+        FlapState(tuple(f[0]), bool(f[1])) if f else FlapState(),
+        int(nxt[0]),
     )
 
 
@@ -129,6 +137,13 @@ def insert_alert(conn: Conn, fields: dict[str, Any]) -> dict[str, Any] | None:
         return cur.execute(q.encode(), vals).fetchone()
 
 
+def insert_alert_blind(conn: Conn, fields: dict[str, Any]) -> None:
+    """Insert a new alert whose id the caller chose; reads no answer (pipelined). A duplicate key raises."""
+    cols = list(fields)
+    vals = [Jsonb(v) if isinstance(v, dict) else v for v in fields.values()]
+    conn.execute(f"INSERT INTO alerts ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})".encode(), vals)
+
+
 def update_alert(conn: Conn, alert_id: int, fields: dict[str, Any], now: datetime) -> None:
     fields = {**fields, "updated_at": now}
     sets = ", ".join(f"{k} = %s" for k in fields)
@@ -156,6 +171,17 @@ def add_event(
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def add_event_blind(
+    conn: Conn, alert_id: int, type_: str, at: datetime, actor: str = "system", detail: dict[str, Any] | None = None
+) -> None:
+    """As :func:`add_event`, without reading the id back (no round trip of its own when pipelined)."""
+    conn.execute(
+        "WITH e AS (INSERT INTO alert_events (alert_id, at, type, actor, detail) VALUES (%s, %s, %s, %s, %s)"
+        " RETURNING id) SELECT pg_notify(%s, id::text) FROM e",
+        (alert_id, at, type_, actor, Jsonb(detail or {}), NOTIFY_CHANNEL),
+    )
 
 
 def schedule_deadline(conn: Conn, alert_id: int, step: int, due_at: datetime) -> None:
@@ -318,8 +344,7 @@ def due_deadlines(conn: Conn, now: datetime, limit: int) -> list[dict[str, Any]]
     """Due, undone deadlines with their alerts, locked; rows another instance holds are skipped."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT d.alert_id, d.step, d.due_at, a.status, a.suppressed, a.condition_active, a.opened_at,"
-            " a.acknowledged_at, a.tier, a.severity, a.kind, a.responsible_org_id, a.reopen_count"
+            "SELECT d.alert_id, d.step, d.due_at AS deadline_due_at, a.*"
             " FROM escalation_deadlines d JOIN alerts a ON a.id = d.alert_id"
             " WHERE d.done_at IS NULL AND d.due_at <= %s ORDER BY d.due_at LIMIT %s"
             " FOR UPDATE OF d, a SKIP LOCKED",
