@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from carechain.bench import percentiles, progress
 from carechain.care_plan import CarePlan
 from carechain.events import Event, Kind
@@ -264,13 +266,22 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
         return sum(offsets[tp].offset for tp in tps if tp in offsets and offsets[tp].offset > 0)
 
     fall_sent: dict[str, float] = {}
-    samples: list[tuple[float, int]] = []
+    samples: list[tuple[float, int, float]] = []  # (monotonic, committed events, worker CPU seconds)
+    worker_ps = psutil.Process(proc.pid)
+
+    def cpu() -> float:
+        try:
+            t = worker_ps.cpu_times()
+            return float(t.user + t.system)
+        except psutil.Error:
+            return 0.0
+
     try:
         deadline = time.monotonic() + 600
         fall_every = max(1, count // max(1, falls) // 2)
         while time.monotonic() < deadline:
             done = committed()
-            samples.append((time.monotonic(), done))
+            samples.append((time.monotonic(), done, cpu()))
             if done and len(fall_sent) < falls and done // fall_every >= len(fall_sent):
                 h = homes[rng.randrange(len(homes))]
                 fall = h.event(Kind.FALL, True, datetime.now(UTC), room="hall", device=f"fall-{len(fall_sent)}")
@@ -300,10 +311,14 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
         admin.close()
 
     # events/s: the steady part between 10% and 90% of the backlog
-    moving = [(t, n) for t, n in samples if 0.1 * count <= n <= 0.9 * count]
-    rate = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0]) if len(moving) >= 2 else None
-    first = next((t for t, n in samples if n > 0), None)
-    last = next((t for t, n in samples if n >= count), None)
+    moving = [s for s in samples if 0.1 * count <= s[1] <= 0.9 * count]
+    rate = cpu_rate = None
+    if len(moving) >= 2:
+        rate = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
+        used = moving[-1][2] - moving[0][2]
+        cpu_rate = (moving[-1][1] - moving[0][1]) / used if used > 0 else None
+    first = next((t for t, n, _ in samples if n > 0), None)
+    last = next((t for t, n, _ in samples if n >= count), None)
     overall = count / (last - first) if first and last and last > first else None
     delays = []
     fall_ms = []
@@ -321,6 +336,8 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
     return {
         "events_per_s": round(rate) if rate else None,
         "events_per_s_overall": round(overall) if overall else None,
+        "events_per_worker_cpu_s": round(cpu_rate) if cpu_rate else None,
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "events": count,
         "residents": residents,
         "deadline_to_candidate_p50_ms": dl["p50_ms"],

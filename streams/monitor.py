@@ -186,6 +186,7 @@ class ResidentMonitor:
         self.max_ts = float("-inf")  # largest bulk-lane event time
         self.last_activity = float("-inf")
         self.last_activity_id = ""
+        self.last_activity_what = ""  # "kind:value" of the latest activity, e.g. "door:closed", "bed:in"
         self.since = float("-inf")  # first event time seen (rules need history before they judge)
         self.doses_taken: dict[str, float] = {}  # "ordinal:slot" -> when taken (monotone evidence)
         self.late_count = 0
@@ -248,6 +249,7 @@ class ResidentMonitor:
         if is_activity(ev) and t > self.last_activity:
             self.last_activity = t
             self.last_activity_id = ev.event_id
+            self.last_activity_what = f"{ev.kind}:{ev.value}"
         if ev.kind == Kind.DOSE_TAKEN and isinstance(ev.value, str):
             key = f"{self.local(t)[0]}:{ev.value}"
             if key not in self.doses_taken:
@@ -555,6 +557,7 @@ class ResidentMonitor:
             "s": _num(self.since),
             "dt": self.doses_taken,
             "ai": self.last_activity_id,
+            "aw": self.last_activity_what,
             "n": [self.events_count, self.late_count, self.suppressed_count],
             "g": self.gateways,
             "go": self.gateway_offline,
@@ -592,6 +595,7 @@ class ResidentMonitor:
         m.max_ts = _unnum(s["m"])
         m.last_activity = _unnum(s["a"])
         m.last_activity_id = s["ai"]
+        m.last_activity_what = s["aw"]
         m.since = _unnum(s["s"])
         m.doses_taken = {k: float(v) for k, v in s["dt"].items()}
         m.events_count, m.late_count, m.suppressed_count = s["n"]

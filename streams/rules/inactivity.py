@@ -4,6 +4,11 @@ Counts from the resident's latest activity once they have been up today (before
 that, "not up" speaks). Quiet while the home's gateway is silent: a dead router
 must never look like an unconscious resident. After the gateway returns, the
 clock restarts so a resident who stayed still is reported ten minutes later.
+
+Two everyday stillnesses are not inactivity: when the latest sign of life was
+the outer door (and nothing moved inside since) the resident is out, and the
+rule waits for them to come back; resting in bed during the day (a nap) gets
+twice the limit.
 """
 
 from __future__ import annotations
@@ -19,11 +24,18 @@ if TYPE_CHECKING:
     from streams.monitor import ResidentMonitor
 
 
+#: Resting in bed during the day may last this many times the plan's limit.
+NAP_FACTOR = 2
+
+
 class Inactivity(Detector):
     name = "inactivity"
     version = "1.0"
     family = Family.WELFARE
-    purpose = "Alert when there is no movement at home during the day for longer than the care plan's limit."
+    purpose = (
+        "Alert when there is no movement at home during the day for longer than the care plan's limit "
+        "(not while the resident is out; twice the limit resting in bed)."
+    )
     kinds = frozenset({Kind.MOTION.value, Kind.DOOR.value, Kind.BED.value, Kind.DOSE_TAKEN.value})
     __slots__ = ()
 
@@ -51,7 +63,11 @@ class Inactivity(Detector):
         start = m.activity_clock_start(now)
         if m.last_activity < day_start:
             return  # not seen up today: the not-up rule's business
-        limit_s = plan.inactivity_limit_min * 60
+        if m.last_activity_what.startswith(Kind.DOOR.value):
+            return  # out of the house: nothing moved inside since the door
+        in_bed = m.last_activity_what == f"{Kind.BED.value}:in"
+        limit_min = plan.inactivity_limit_min * (NAP_FACTOR if in_bed else 1)
+        limit_s = limit_min * 60
         idle = now - start
         if idle <= limit_s or m.home_blind(now):
             return
@@ -64,14 +80,14 @@ class Inactivity(Detector):
             Severity.HIGH,
             m.last_activity,
             now,
-            f"No movement at home since {since} ({minutes} minutes), longer than the care plan's "
-            f"{plan.inactivity_limit_min} minutes.",
-            f"Ingen rörelse i hemmet sedan kl. {since} ({minutes} minuter), längre än vårdplanens "
-            f"{plan.inactivity_limit_min} minuter.",
+            f"No movement at home since {since} ({minutes} minutes){' in bed' if in_bed else ''}, longer than "
+            f"the {limit_min} minutes allowed.",
+            f"Ingen rörelse i hemmet sedan kl. {since} ({minutes} minuter){' i sängen' if in_bed else ''}, "
+            f"längre än tillåtna {limit_min} minuter.",
             Evidence(
-                features={"minutes_without_movement": minutes, "limit_min": plan.inactivity_limit_min},
+                features={"minutes_without_movement": minutes, "limit_min": limit_min, "in_bed": int(in_bed)},
                 score=round(idle / 60, 1),
-                threshold=float(plan.inactivity_limit_min),
+                threshold=float(limit_min),
                 window_start=clock.to_dt(m.last_activity),
                 window_end=clock.to_dt(now),
                 event_ids=[m.last_activity_id] if m.last_activity_id else [],

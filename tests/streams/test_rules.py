@@ -96,6 +96,29 @@ def test_inactivity_uses_the_plans_limit(home: Home) -> None:
     assert kinds(d.run(t + 31 * MIN, [home.motion(t)], start=t - MIN)) == [("inactivity", "firing")]
 
 
+def test_no_inactivity_alert_while_the_resident_is_out(driver: Driver, home: Home) -> None:
+    t = local(23, 10, 0)
+    evs = [
+        home.motion(t, room="hall"),
+        home.event(Kind.DOOR, "open", t + MIN, room="hall"),
+        home.event(Kind.DOOR, "closed", t + MIN + 10 * S, room="hall"),
+    ]
+    assert [c for c in driver.run(t + 200 * MIN, evs, start=t - MIN) if c.kind == "inactivity"] == []
+    # back home, then still for longer than the limit: that is inactivity again
+    back = t + 200 * MIN
+    cands = driver.run(back + 125 * MIN, [home.event(Kind.DOOR, "open", back, room="hall"), home.motion(back + MIN)])
+    assert kinds(cands) == [("inactivity", "firing")]
+
+
+def test_resting_in_bed_by_day_gets_twice_the_limit(driver: Driver, home: Home) -> None:
+    t = local(23, 13, 0)
+    evs = [home.motion(t - MIN, room="bedroom"), home.event(Kind.BED, "in", t, room="bedroom")]
+    assert [c for c in driver.run(t + 200 * MIN, evs, start=t - 2 * MIN) if c.kind == "inactivity"] == []
+    cands = driver.run(t + 241 * MIN)
+    assert kinds(cands) == [("inactivity", "firing")]
+    assert "in bed" in cands[0].reason and cands[0].evidence.threshold == 240
+
+
 def test_no_inactivity_alert_at_night(driver: Driver, home: Home) -> None:
     t = local(23, 22, 30)
     assert driver.run(t + 4 * 60 * MIN, [home.motion(t)], start=t - MIN) == []
