@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from api.access import EMERGENCY_REASON_CODES, Category
 
@@ -377,3 +378,13 @@ class RegisterEntry(BaseModel):
         default=[],
         examples=[[{"org_id": "kommun-uppsala", "alerts_per_resident_week": 0.25, "dismiss_rate": 0.4}]],
     )
+
+
+_ANY = TypeAdapter(Any)
+
+
+def json_response(value: Any, status_code: int = 200) -> Response:
+    """Serialise once (pydantic-core) and return it; FastAPI then skips validating the value again against
+    the route's ``response_model`` (which still documents the shape in OpenAPI)."""
+    body = value.model_dump_json() if isinstance(value, BaseModel) else _ANY.dump_json(value)
+    return Response(body, status_code=status_code, media_type="application/json")

@@ -24,7 +24,7 @@ from api.access import (
 )
 from api.audit import REQUEST_ID
 from api.deps import CurrentUser, Db, audit_access, audit_access_async, gate, gate_async, get_state
-from api.models import ActionResult, Alert, CommentIn, DismissIn, ResolveIn
+from api.models import ActionResult, Alert, CommentIn, DismissIn, ResolveIn, json_response
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
@@ -75,7 +75,7 @@ async def _page(
     since: datetime | None,
     cursor: str | None,
     limit: int,
-) -> Page[Alert]:
+) -> Any:
     after = decode_cursor(cursor, 2)
     # One worker-thread hop for the queries (they may wait on a busy database without stalling the event
     # loop); the audit flush is awaited on the loop.
@@ -93,11 +93,12 @@ async def _page(
         bases={rid: allowed[rid].basis for rid in shown},
         emergency_ids={rid for rid in shown if allowed[rid].emergency},
     )
-    return Page[Alert](
+    page = Page[Alert](
         items=items,
         restricted=restricted,
         next_cursor=next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]),
     )
+    return json_response(page)
 
 
 @router.get(
@@ -117,7 +118,7 @@ async def list_alerts(
     since: Annotated[datetime | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-) -> Page[Alert]:
+) -> Any:
     if ctx.role is Role.AUDITOR or ctx.role is Role.ADMIN:
         raise ProblemError(403, "This role reads no resident data")
     return await _page(

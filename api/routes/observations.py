@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from api import store
 from api.access import Category
 from api.deps import Db, ResidentGrant, get_state, resident_access
+from api.models import json_response
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
@@ -110,13 +111,13 @@ def timeline(
     since: Since = None,
     until: Until = None,
     kind: Kind = None,
-) -> list[dict[str, Any]]:
+) -> Any:
     lo, hi = _window(since, until, timedelta(days=30))
     step = INTERVALS[interval]
     if (hi - lo) / step > MAX_BUCKETS:
         raise ProblemError(422, f"too many buckets; at most {MAX_BUCKETS}", slug="validation")
     tz = get_state(request).settings.timezone
-    return store.observations_bucketed(conn, grant.resident_id, lo, hi, step, kind, tz)
+    return json_response(store.observations_bucketed(conn, grant.resident_id, lo, hi, step, kind, tz))
 
 
 @router.get(
