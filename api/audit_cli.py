@@ -17,10 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Exit 0 when the chain holds, 1 when a row was edited, removed or reordered."""
+    """Exit 0 when the chain holds, 1 when a row was edited, removed or reordered, 2 when it cannot be read."""
     url = args.database_url or settings.database_url
-    with psycopg.connect(url) as conn:
-        checked, broken = verify(conn)
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            checked, broken = verify(conn)
+    except psycopg.errors.UndefinedTable:
+        print("no audit_log table in this database: run `carechain db migrate` first")
+        return 2
+    except psycopg.OperationalError as e:
+        print(f"database unreachable: {type(e).__name__}")
+        return 2
     if broken is None:
         print(f"audit log OK: {checked} rows, chain intact")
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -43,6 +44,8 @@ def ready(request: Request) -> Any:
     try:
         with state.pool.connection(timeout=2.0) as conn:
             current, detail = store.migrations_current(conn)
+    except psycopg.errors.UndefinedTable:
+        return problem_response(503, "migrations not applied: run `carechain db migrate`", request.url.path)
     except Exception as e:
         return problem_response(503, f"database unreachable ({type(e).__name__})", request.url.path)
     if not current:
