@@ -324,6 +324,8 @@ class ResidentMonitor:
             return
         self.released = w
         self._release()
+        if not self.days or w < min(d.next_midnight for d in self.days.values()):
+            return
         for ordinal in sorted(o for o, d in self.days.items() if d.next_midnight <= w):
             day = self.days.pop(ordinal)
             self.closed_through = max(self.closed_through, ordinal)

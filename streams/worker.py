@@ -19,8 +19,9 @@ the worker (1) stores observations and scores through the storage writer,
 synchronously; (2) sends alert candidates to ``alerts`` (key = resident);
 (3) writes the changed monitors to the state table (changelog, explicit
 codec). A monitor that only counted motion or heartbeats is checkpointed
-lazily (within ``lazy_checkpoint_s``): a crash can lose those few seconds of
-counts, never an alert, an incident key or an event waiting for ordering.
+lazily (within ``lazy_checkpoint_s``, 60 s): a crash can lose that minute of
+counts and "last heard" times, never an alert, an incident key or an event
+waiting for ordering.
 Replays after a restart or rebalance (faust #502) are recognised per resident
 by source offset and skipped, and incident keys live in the state, so one
 incident never produces two candidates.
@@ -113,7 +114,7 @@ class WorkerOptions:
     tick_s: float = 5.0
     batch_max: int = 2000
     batch_within_s: float = 0.2
-    lazy_checkpoint_s: float = 10.0
+    lazy_checkpoint_s: float = 60.0
     plan_refresh_s: float = 60.0
     lateness_s: float = 120.0
     paused: PauseSwitch = field(default_factory=PauseSwitch)
