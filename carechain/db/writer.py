@@ -274,7 +274,7 @@ class EventWriter:
     def write_events(self, events: Sequence[Event], late_ids: set[str] | None = None) -> int:
         """Store a batch of events as observations; returns the number of rows newly inserted.
 
-        Idempotent: events already stored (same ``event_id`` and ``ts``) are skipped. An event is
+        Idempotent: events already stored (same ``resident_id``, ``ts``, ``event_id``) are skipped. An event is
         marked late when its id is in ``late_ids`` or the worker set ``extra["late"]``. Returns
         only when durable; raises :class:`StorageUnavailable` after the retry deadline.
         """
