@@ -216,3 +216,24 @@ def test_canary_recorded_never_notified(conn: psycopg.Connection[Any]) -> None:
     row = conn.execute("SELECT rtt_ms FROM canary_heartbeats").fetchone()
     assert row is not None and abs(row[0] - 3000) < 1
     assert conn.execute("SELECT status FROM alerts").fetchone() == ("resolved",)
+
+
+def test_response_stats_history_and_open_alerts(conn: psycopg.Connection[Any]) -> None:
+    from alerts.statistics import alert_history, open_alerts, response_stats
+
+    world(conn)
+    svc = AlertService(conn)
+    ids = [svc.handle(candidate(kind="inactivity", key=f"s{i}", severity=Severity.HIGH), T0).alert_id for i in range(3)]
+    conn.execute("UPDATE alerts SET opened_at = now() - interval '10 minutes'")
+    for i in ids[:2]:
+        actions.acknowledge(conn, i or 0, NURSE)
+    actions.resolve(conn, ids[0] or 0, NURSE, Outcome.NO_ACTION_NEEDED)
+    stats = response_stats(conn, org_id="kommun-0180")
+    assert len(stats) == 1
+    s = stats[0]
+    assert (s["kind"], s["severity"], s["alerts"], s["acknowledged"], s["resolved"]) == ("inactivity", "high", 3, 2, 1)
+    assert 590 <= s["ack_p50_s"] <= 700 and s["resolve_p50_s"] >= 590
+    assert response_stats(conn, org_id="region-01") == []
+    hist = alert_history(conn, "res-0001")
+    assert len(hist) == 3 and hist[-1]["events"][0]["type"] == "proposed"
+    assert [a["id"] for a in open_alerts(conn, "kommun-0180")] == [ids[2], ids[1]]
