@@ -321,22 +321,20 @@ class BridgeProcess:
         return {}
 
     def thread_cpu_s(self) -> dict[int, float]:
-        """CPU seconds per thread id (the main thread's id is the pid)."""
+        """CPU seconds per thread id (the main thread's id is the pid), child processes included."""
         try:
             import psutil
 
-            return {t.id: t.user_time + t.system_time for t in psutil.Process(self.proc.pid).threads()}
+            parent = psutil.Process(self.proc.pid)
+            return {t.id: t.user_time + t.system_time
+                    for p in (parent, *parent.children(recursive=True)) for t in p.threads()}
         except Exception:  # optional figure
             return {}
 
     def cpu_s(self) -> float | None:
-        try:
-            import psutil
-
-            t = psutil.Process(self.proc.pid).cpu_times()
-            return float(t.user + t.system)
-        except Exception:  # psutil missing or process gone: the figure is optional
-            return None
+        """CPU seconds of the bridge and its producer process, if any."""
+        threads = self.thread_cpu_s()
+        return sum(threads.values()) if threads else None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from carechain.settings import Settings
 from ingest.bridge import Bridge, BridgeTuning, LaneTopics
@@ -20,6 +21,9 @@ from ingest.kafka import EventProducer, ProducerTuning
 from ingest.messages import DeliveryError
 from ingest.mqtt import GatewaySubscriber
 from ingest.registry import DeviceRegistry, RegistryUnavailable
+
+if TYPE_CHECKING:
+    from ingest.producer_process import ProcessProducer
 
 log = logging.getLogger("ingest.bridge")
 
@@ -31,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait to fill a batch")
     parser.add_argument("--inflight-batches", type=int, default=4,
                         help="Kafka batches in flight while the next is routed (MQTT acks stay in order)")
+    parser.add_argument("--producer-process", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the Kafka producer in a child process (routing and producing on two cores)")
     parser.add_argument("--linger-ms", type=int, default=20,
                         help="Kafka producer linger of the bulk lane (the urgent lane never lingers)")
     parser.add_argument("--kafka-batch-bytes", type=int, default=512 * 1024, help="Kafka producer batch size")
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _connect_kafka(args: argparse.Namespace, settings: Settings, client_id: str,
-                   stop: threading.Event) -> EventProducer | None:
+                   stop: threading.Event) -> EventProducer | ProcessProducer | None:
     """The producer, once Kafka answers (retrying with backoff up to ``--startup-wait-s``)."""
     tuning = ProducerTuning(
         linger_ms=args.linger_ms,
@@ -130,6 +136,10 @@ def _connect_kafka(args: argparse.Namespace, settings: Settings, client_id: str,
     delay = 0.5
     while True:
         try:
+            if args.producer_process:
+                from ingest.producer_process import ProcessProducer
+
+                return ProcessProducer(settings.kafka_bootstrap, client_id, tuning, [settings.topic_urgent])
             return EventProducer(settings.kafka_bootstrap, client_id=client_id, tuning=tuning,
                                  urgent_topics=[settings.topic_urgent])
         except DeliveryError as exc:

@@ -158,14 +158,8 @@ class EventProducer:
         pending.wait()
 
     def missing_topics(self, names: Sequence[str]) -> list[str]:
-        """Those of ``names`` the cluster does not have (asked through an admin client, which
-        answers at once, where the producer would block for ``max_block_ms``)."""
-        admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10_000)
-        try:
-            existing = set(admin.list_topics())
-        finally:
-            admin.close()
-        return [n for n in names if n not in existing]
+        """Those of ``names`` the cluster does not have."""
+        return missing_topics(",".join(self._bootstrap), names)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush what is pending and close the connections."""
@@ -174,3 +168,14 @@ class EventProducer:
                 producer.flush(timeout=timeout_s)
             finally:
                 producer.close(timeout=timeout_s)
+
+
+def missing_topics(bootstrap: str, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` the cluster does not have (asked through an admin client, which
+    answers at once, where a producer would block for ``max_block_ms``)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10_000)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [n for n in names if n not in existing]

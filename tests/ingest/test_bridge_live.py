@@ -366,3 +366,49 @@ def test_bridge_reconnects_and_resumes_its_session_after_being_kicked(live: Sett
     seqs = {Event.from_json(r.value).seq for r in got}
     assert seqs == set(range(sent)), f"lost {sent - len(seqs)}"
     assert log.count("MQTT connected") >= 2, "the bridge did not reconnect"
+
+
+@pytest.mark.parametrize("victim", ["producer process", "in-process producer"])
+def test_kill_9_of_the_producer_process_loses_nothing(live: Settings, victim: str) -> None:
+    """``--producer-process`` (the default): kill -9 the child that owns the Kafka producer while
+    readings flow; the bridge starts a new one and re-sends. With ``--no-producer-process`` the
+    same flow runs through the in-process producer (no kill): the other path stays tested."""
+    import psutil
+
+    prefix = f"p{tag()}"
+    devices = homes(prefix, 4, sensors=("motion",))
+    sensors = [d for d in devices if d.device_kind == "motion"]
+    args = [] if victim == "producer process" else ["--no-producer-process"]
+    with private_database(live, devices) as dsn, private_topics(live) as topics, \
+            running_bridge(live, dsn, topics, args) as bridge:
+        assert bridge.proc is not None
+        # The producer child (multiprocessing's resource tracker is a child too).
+        children = [p for p in psutil.Process(bridge.proc.pid).children()
+                    if any("spawn_main" in part for part in p.cmdline())]
+        assert len(children) == (1 if victim == "producer process" else 0)
+        pub = Publisher(live)
+        want: set[tuple[str, int]] = set()
+        c = consumer(live, topics.events)
+        seen: set[tuple[str, int]] = set()
+        for round_ in range(6):
+            for i in range(100):
+                d = sensors[i % len(sensors)]
+                seq = round_ * 1000 + i
+                items = [reading(d.device_id, seq * 10 + k) for k in range(10)]
+                pub.publish(events_topic(d.gateway_id), batch(items))
+                want.update((d.device_id, seq * 10 + k) for k in range(10))
+            pub.wait()
+            if round_ == 2 and children:
+                children[0].kill()
+        pub.close()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not want <= seen:
+            for r in drain(c, lambda recs: bool(recs), timeout=1.0):
+                e = json.loads(r.value)
+                seen.add((e["device_id"], e["seq"]))
+        c.close()
+        assert bridge.alive()
+        log = "\n".join(bridge.lines)
+    assert want <= seen, f"lost {len(want - seen)}"
+    if victim == "producer process":
+        assert "producer process is gone; starting a new one" in log or "producer process died" in log
