@@ -27,6 +27,7 @@ from carechain.settings import Settings
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+ESCALATION_BATCH = 500  # deadlines per scan transaction
 
 
 def offset_clock(offset_s: float) -> Clock:
@@ -92,9 +93,11 @@ class AlertServiceRunner:
             svc = AlertService(conn, self.policy)
             while not self.stop.is_set():
                 t = time.monotonic()
-                n = svc.escalate(self.clock())
+                n = svc.escalate(self.clock(), limit=ESCALATION_BATCH)
                 if n:
                     log.info("escalation scan: %d deadlines handled", n)
+                if n >= ESCALATION_BATCH:
+                    continue  # more are due: no pause until the backlog is gone
                 self.stop.wait(max(0.0, self.loops.escalate_every_s - (time.monotonic() - t)))
 
     def _dispatcher(self) -> None:
