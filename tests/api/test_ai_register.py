@@ -20,6 +20,7 @@ def test_register_and_pause_switches(live: LiveServer, mint: Any, db: psycopg.Co
     seed.organisations(db)
     seed.resident(db, "r-ai", "h-ai")
     seed.relation(db, "nurse-ai", seed.KOMMUN_A, "hc", "r-ai")
+    seed.alert(db, "r-ai", "fall", "welfare", notify=False)
     admin = {"Authorization": f"Bearer {mint('admin-ai', seed.KOMMUN_A, 'admin')}"}
     nurse = {"Authorization": f"Bearer {mint('nurse-ai', seed.KOMMUN_A, 'nurse', 'hc')}"}
     with httpx.Client(base_url=live.url) as c:
@@ -36,6 +37,8 @@ def test_register_and_pause_switches(live: LiveServer, mint: Any, db: psycopg.Co
         assert c.put("/v1/residents/r-ai/detectors/inactivity/pause", json=body, headers=nurse).status_code == 403
         register = {e["name"]: e for e in c.get("/v1/ai-register", headers=nurse).json()}
         assert register["fall"]["paused_globally"] and register["inactivity"]["paused_residents"] == 1
+        site = next(x for x in register["fall"]["per_site"] if x["org_id"] == seed.KOMMUN_A)
+        assert site["alerts_per_resident_week"] > 0 and 0 <= site["dismiss_rate"] <= 1
         plan = c.get("/v1/residents/r-ai/care-plan", headers=nurse).json()["plan"]
         assert plan["paused_detectors"] == ["inactivity"]
     logged = db.execute("SELECT resource FROM audit_log WHERE user_id = 'admin-ai' AND outcome = 'allowed'").fetchall()
