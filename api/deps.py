@@ -35,7 +35,7 @@ from api.access import (
     UserContext,
     decide,
 )
-from api.auth import AuthError, TokenValidator
+from api.auth import AuthError
 from api.problems import ProblemError
 from carechain.settings import Settings
 
@@ -357,7 +357,3 @@ async def audit_access_async(
     entries = _list_entries(request, ctx, resource, resident_ids, Outcome.ALLOWED, purpose, bases, emergency_ids)
     await asyncio.wrap_future(get_state(request).audit_writer.submit(entries))
     get_state(request).metrics.audit_rows.inc(len(entries))
-
-
-def validator_for(settings: Settings) -> TokenValidator:
-    return TokenValidator(settings)
