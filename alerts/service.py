@@ -386,14 +386,13 @@ class AlertService:
         targets = route(row["kind"], row["severity"], tier, resp, rules, injured)
         base = f"a{row['id']}:r{row['reopen_count']}:s{step}"
         payload = {"type": "alert", "step": step, "alert": alert_payload({**row, "tier": tier})}
-        written = 0
+        rows: list[store.OutboxRow] = []
         for t in targets:
             payload_t = {**payload, "target": {"org_id": t.org_id, "role": t.role, "tier": tier}}
             endpoints = self._cached(("ep", t.org_id), partial(store.webhook_endpoints, self.conn, t.org_id))
             for ep in endpoints:
                 key = f"{base}:webhook:{ep}"
-                written += store.enqueue(self.conn, row["id"], "webhook", str(ep), {**payload_t, "dedup_key": key},
-                                         key, now)  # fmt: skip
+                rows.append(store.OutboxRow(row["id"], "webhook", str(ep), {**payload_t, "dedup_key": key}, key, now))
             shifts, team_emails, tz = self._cached(
                 ("team", t.org_id, t.role), partial(store.team_shifts, self.conn, t.org_id, t.role)
             )
@@ -401,9 +400,9 @@ class AlertService:
             emails = [s.email for s in duty[:1] if s.email] or team_emails[:1]
             for email in emails:
                 key = f"{base}:email:{email}"
-                written += store.enqueue(self.conn, row["id"], "email", email, {**payload_t, "dedup_key": key}, key,
-                                         now)  # fmt: skip
-        return written
+                rows.append(store.OutboxRow(row["id"], "email", email, {**payload_t, "dedup_key": key}, key, now))
+        store.enqueue_many(self.conn, rows)
+        return len(rows)
 
     def _notify_flapping(self, alert_id: int, c: AlertCandidate, org_id: str | None, now: datetime) -> int:
         """One notice that a resident's kind is flapping (then its alerts are recorded, not pushed)."""
@@ -451,13 +450,16 @@ class AlertService:
         resp = self._responsibility(row["resident_id"])
         injured = is_injured((row.get("evidence") or {}).get("features") or {})
         n = self._notify_tier(row, dec.tier, d["step"], now, resp, injured)
-        if dec.tier != row["tier"]:
-            store.update_alert(self.conn, row["id"], {"tier": dec.tier}, now)
         kind = "notified" if d["step"] == 0 else ("retriggered" if d["step"] >= 1000 else "escalated")
-        store.add_event_blind(
-            self.conn, row["id"], kind, now, detail={"step": d["step"], "tier": dec.tier, "why": dec.why,
-                                                     "outbox_rows": n},
-        )  # fmt: skip
-        store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"notified:tier{dec.tier}")
-        if dec.next is not None:
-            store.schedule_deadline(self.conn, d["alert_id"], dec.next.step, dec.next.due_at)
+        store.advance_deadline(
+            self.conn,
+            d["alert_id"],
+            d["step"],
+            now,
+            f"notified:tier{dec.tier}",
+            dec.next.step if dec.next else None,
+            dec.next.due_at if dec.next else None,
+            dec.tier,
+            kind,
+            {"step": d["step"], "tier": dec.tier, "why": dec.why, "outbox_rows": n},
+        )

@@ -216,6 +216,72 @@ def enqueue(
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    alert_id: int | None
+    channel: str
+    target: str
+    payload: dict[str, Any]
+    dedup_key: str
+    due_at: datetime
+
+
+def enqueue_many(conn: Conn, rows: Sequence[OutboxRow]) -> None:
+    """Several outbox rows in one statement (dedup keys make a retried transaction add nothing)."""
+    if not rows:
+        return
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for r in rows:
+        params += [r.alert_id, r.channel, r.target, Jsonb(r.payload), r.dedup_key, r.due_at, r.due_at]
+    conn.execute(
+        (
+            "INSERT INTO notification_outbox (alert_id, channel, target, payload, dedup_key, created_at, due_at)"
+            f" VALUES {values} ON CONFLICT (dedup_key) DO NOTHING"
+        ).encode(),
+        params,
+    )
+
+
+def advance_deadline(
+    conn: Conn,
+    alert_id: int,
+    step: int,
+    now: datetime,
+    outcome: str,
+    next_step: int | None,
+    next_due: datetime | None,
+    tier: int,
+    event_type: str,
+    detail: dict[str, Any],
+) -> None:
+    """One statement: the deadline done, the next one scheduled, the alert's tier, the lifecycle event and
+    its notification to the live stream."""
+    conn.execute(
+        "WITH done AS (UPDATE escalation_deadlines SET done_at = %(now)s, outcome = %(outcome)s"
+        "  WHERE alert_id = %(a)s AND step = %(step)s),"
+        " nxt AS (INSERT INTO escalation_deadlines (alert_id, step, due_at)"
+        "  SELECT %(a)s, %(nstep)s::int, %(ndue)s::timestamptz WHERE %(nstep)s::int IS NOT NULL"
+        "  ON CONFLICT (alert_id, step) DO NOTHING),"
+        " up AS (UPDATE alerts SET tier = %(tier)s, updated_at = %(now)s WHERE id = %(a)s AND tier <> %(tier)s),"
+        " ev AS (INSERT INTO alert_events (alert_id, at, type, actor, detail)"
+        "  VALUES (%(a)s, %(now)s, %(type)s, 'system', %(detail)s) RETURNING id)"
+        " SELECT pg_notify(%(channel)s, id::text) FROM ev",
+        {
+            "now": now,
+            "outcome": outcome,
+            "a": alert_id,
+            "step": step,
+            "nstep": next_step,
+            "ndue": next_due,
+            "tier": tier,
+            "type": event_type,
+            "detail": Jsonb(detail),
+            "channel": NOTIFY_CHANNEL,
+        },
+    )
+
+
 def responsibility(conn: Conn, resident_id: str) -> Responsibility:
     row = conn.execute(
         "SELECT kommun_org_id, region_org_id FROM residents WHERE resident_id = %s", (resident_id,)
