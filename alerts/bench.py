@@ -36,6 +36,7 @@ KINDS = (("fall", Severity.CRITICAL), ("inactivity", Severity.HIGH), ("dose_miss
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="candidates per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--ceiling", type=int, default=3000, help="backlog for the throughput ceiling")
     parser.add_argument("--homes", type=int, default=500, help="seeded homes the candidates spread over")
     parser.add_argument("--open-alerts", type=int, default=10_000, help="open alerts for the escalation scans")
     parser.add_argument("--residents", type=int, default=10_000, help="residents for the open-alerts query")
@@ -139,6 +140,35 @@ def _latency(args: argparse.Namespace, settings: Settings, dsn: str, homes: list
         samples = [(got[eid] - sent[k]) * 1000 for eid, k in keys.items() if k in sent]
         result = {"candidates": n, "rate_per_s": args.rate, "alerts_seen": len(samples), **percentiles(samples)}
         result["lost"] = n - len(samples)
+        if samples:
+            ordered = sorted(samples)
+            result["p90_ms"] = round(ordered[int(0.9 * (len(ordered) - 1))], 1)
+            result["max_ms"] = round(ordered[-1], 1)
+            result["over_200ms"] = sum(1 for x in samples if x > 200)
+            if os.environ.get("CARECHAIN_BENCH_DUMP"):
+                order = sorted(((sent[k], (got[eid] - sent[k]) * 1000) for eid, k in keys.items() if k in sent))
+                Path(os.environ["CARECHAIN_BENCH_DUMP"]).write_text(
+                    "\n".join(f"{t - order[0][0]:.3f} {ms:.1f}" for t, ms in order)
+                )
+        # Ceiling: a backlog produced at once, drained as fast as the service can.
+        m = args.ceiling
+        progress(f"alerts bench: ceiling with a backlog of {m} candidates")
+        t0 = time.perf_counter()
+        for i in range(m):
+            r, h = homes[i % len(homes)]
+            c = replace(_candidate(n + i, r, h, datetime.now(UTC)), incident_key=f"ceil:{i}")
+            producer.send(topic, key=r.encode(), value=c.to_json())
+        producer.flush()
+        t_wait = time.time() + 120
+        done = 0
+        while time.time() < t_wait:
+            with psycopg.connect(dsn, autocommit=True) as c2:
+                row = c2.execute("SELECT count(*) FROM alerts WHERE incident_key LIKE 'ceil:%'").fetchone()
+            done = int(row[0]) if row else 0
+            if done >= m:
+                break
+            time.sleep(0.2)
+        result["ceiling_events_per_s"] = round(done / (time.perf_counter() - t0), 1)
         return result
     finally:
         proc.terminate()
@@ -151,6 +181,10 @@ def _latency(args: argparse.Namespace, settings: Settings, dsn: str, homes: list
         admin.delete_topics([topic])
         admin.close()
         log_file.close()
+        lines = Path(log_file.name).read_text(errors="replace").splitlines()
+        warnings = [ln for ln in lines if " WARNING alerts" in ln or " ERROR alerts" in ln]
+        if warnings:
+            progress(f"alert service warnings ({len(warnings)}): " + "\n".join(warnings[:5]))
         Path(log_file.name).unlink(missing_ok=True)
 
 
@@ -285,6 +319,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "p99_ms": latency["p99_ms"],
             "events_per_s": args.rate,
             "lost": latency["lost"],
+            "ceiling_events_per_s": latency.get("ceiling_events_per_s"),
             "kafka_to_alert_event": latency,
             "escalation": escalation,
             "open_alerts_query": query,

@@ -62,6 +62,7 @@ class CandidateConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=200,
+            fetch_max_wait_ms=100,  # an alert should not wait for a fetch to fill up
         )
         self._producer = producer
 
@@ -81,6 +82,7 @@ class CandidateConsumer:
         if cands:
             apply(cands)
         if batches:
+            # After the transaction: a crash before this line only replays candidates, which dedup ignores.
             self._c.commit()
         return len(cands)
 
