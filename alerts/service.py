@@ -38,7 +38,7 @@ from alerts.lifecycle import (
 )
 from alerts.rosters import on_call
 from alerts.routing import Responsibility, RoutingRule, is_injured, responsible, route
-from alerts.silences import matching_silence
+from alerts.silences import Silence, StoredAlert, matching_silence
 from carechain.candidates import AlertCandidate, CandidateState
 
 log = logging.getLogger(__name__)
@@ -423,15 +423,34 @@ class AlertService:
         handled = 0
         with self.conn.transaction():
             due = store.due_deadlines(self.conn, now, limit)
+            if not due:
+                return 0
             _, policies = self._config()
+            silences = store.active_silences(self.conn, now)
             with self.conn.pipeline():  # the writes of all due deadlines travel together
                 for d in due:
                     handled += 1
-                    self._on_due(d, policies, now)
+                    self._on_due(d, policies, silences, now)
         return handled
 
-    def _on_due(self, d: dict[str, Any], policies: list[tuple[str | None, EscalationPolicy]], now: datetime) -> None:
-        """One due deadline (its row carries the alert's columns): notify the tier or skip, mark it done."""
+    def _on_due(
+        self,
+        d: dict[str, Any],
+        policies: list[tuple[str | None, EscalationPolicy]],
+        silences: list[Silence],
+        now: datetime,
+    ) -> None:
+        """One due deadline (its row carries the alert's columns): notify the tier or skip, mark it done.
+        A silence made after the alert opened (the resident went to hospital) stops its escalation too."""
+        if silences:
+            subject = StoredAlert(d["resident_id"], d["home_id"], d["detector"], d["kind"], d["family"])
+            gateways = self._cached(
+                ("gw", d["home_id"] or ""), partial(store.gateways_of_home, self.conn, d["home_id"])
+            )
+            hit = matching_silence(subject, silences, gateways, now)
+            if hit is not None:
+                store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"skipped:silence:{hit.id}")
+                return
         pol = policy_for(d["severity"], d["responsible_org_id"], policies)
         dec = on_due(
             pol,

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from alerts.lifecycle import ABSENCE_KINDS
 from carechain.candidates import AlertCandidate, Family
@@ -48,8 +49,34 @@ class Silence:
         return self.starts_at <= now < self.expires_at
 
 
+class Subject(Protocol):
+    """What a silence is matched against: a candidate, or an alert already stored."""
+
+    @property
+    def resident_id(self) -> str: ...
+    @property
+    def home_id(self) -> str | None: ...
+    @property
+    def detector(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """A stored alert as a silence subject (the escalation scan re-checks silences made after it opened)."""
+
+    resident_id: str
+    home_id: str | None
+    detector: str | None
+    kind: str
+    family: str
+
+
 def matching_silence(
-    candidate: AlertCandidate, silences: Iterable[Silence], gateways_of_home: Iterable[str], now: datetime
+    candidate: AlertCandidate | Subject, silences: Iterable[Silence], gateways_of_home: Iterable[str], now: datetime
 ) -> Silence | None:
     """The first active silence that covers this candidate. A gateway silence covers its home's technical
     alerts and absence alerts (no readings during maintenance), not a fall the gateway still reported."""
@@ -66,7 +93,7 @@ def matching_silence(
         if (
             s.scope is Scope.GATEWAY
             and s.target in gateways
-            and (candidate.family is Family.TECHNICAL or candidate.kind in ABSENCE_KINDS)
+            and (candidate.family == Family.TECHNICAL.value or candidate.kind in ABSENCE_KINDS)
         ):
             return s
     return None

@@ -237,3 +237,15 @@ def test_response_stats_history_and_open_alerts(conn: psycopg.Connection[Any]) -
     hist = alert_history(conn, "res-0001")
     assert len(hist) == 3 and hist[-1]["events"][0]["type"] == "proposed"
     assert [a["id"] for a in open_alerts(conn, "kommun-0180")] == [ids[2], ids[1]]
+
+
+def test_silence_made_after_opening_stops_escalation(conn: psycopg.Connection[Any]) -> None:
+    world(conn)
+    svc = AlertService(conn)
+    svc.handle(candidate(), T0)
+    n0 = len(outbox(conn))
+    add_silence(conn, "resident", "res-0001", "Inlagd på sjukhus", later(600), "coordinator-maria", later(1))
+    assert svc.escalate(later(5)) == 1
+    assert len(outbox(conn)) == n0
+    row = conn.execute("SELECT outcome FROM escalation_deadlines WHERE step = 1").fetchone()
+    assert row is not None and row[0].startswith("skipped:silence:")
