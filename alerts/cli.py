@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-canary", action="store_true", help="insert the canary's rows and exit")
     parser.add_argument("--clock-offset-s", type=float, default=0.0, help="run this many seconds in the future")
     parser.add_argument("--escalate-every-s", type=float, default=1.0)
+    parser.add_argument("--dispatchers", type=int, default=2, help="parallel outbox senders")
     parser.add_argument("--migrate", action="store_true", help="apply pending migrations first")
 
 
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             escalate=not args.no_escalate,
             dispatch=not args.no_dispatch,
             escalate_every_s=args.escalate_every_s,
+            dispatchers=max(1, args.dispatchers),
         )
         runner = AlertServiceRunner(settings, clock, loops)
         runner.start()

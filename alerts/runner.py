@@ -47,6 +47,7 @@ class Loops:
     dispatch: bool = True
     escalate_every_s: float = 1.0
     dispatch_every_s: float = 0.2
+    dispatchers: int = 2  # parallel senders: one slow endpoint does not hold up the others (SKIP LOCKED)
 
 
 class AlertServiceRunner:
@@ -131,8 +132,8 @@ class AlertServiceRunner:
         plan = [
             ("consumer", self.loops.consume, self._consumer),
             ("escalation", self.loops.escalate, self._escalation),
-            ("dispatcher", self.loops.dispatch, self._dispatcher),
         ]
+        plan += [(f"dispatcher-{i}", self.loops.dispatch, self._dispatcher) for i in range(self.loops.dispatchers)]
         for name, on, body in plan:
             if on:
                 t = threading.Thread(target=self._loop, args=(name, body), name=f"alerts-{name}", daemon=True)

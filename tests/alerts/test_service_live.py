@@ -249,9 +249,9 @@ def test_live_service_dedup_silence_escalation_and_kill9(
         assert len(expected) == 32  # 16 alerts x (region webhook + vc e-mail), one row each (dedup key)
         assert set(keys) == expected  # every step reached every target ...
         duplicates = len(keys) - len(set(keys))
-        # ... exactly once per idempotency key; a physical re-delivery can only come from the one row that was
-        # in flight at the kill (sent, not yet marked), and it carries the same key.
-        assert duplicates <= 1, f"{duplicates} duplicate deliveries"
+        # ... exactly once per idempotency key; a physical re-delivery can only come from a row that was in
+        # flight at the kill (sent, not yet marked) — at most one per dispatcher thread (2) — with the same key.
+        assert duplicates <= 2, f"{duplicates} duplicate deliveries"
         print(f"\nkill -9 mid-escalation: {partial}/32 delivered before, {duplicates} duplicate (same key) after")
         assert rec.bad_signatures == 0
         assert _one(conn, "SELECT count(*) FROM escalation_deadlines WHERE alert_id = %s", silenced_id) == 0
