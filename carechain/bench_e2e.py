@@ -419,13 +419,18 @@ WORKER_ARGS = ["worker"]
 
 
 def start_stack(services: PrivateServices, homes: int, batch: int, log_dir: Path,
-                bridge_args: Sequence[str] = ()) -> Stack:
-    """Private services up, a fresh database/topics, seeded homes, the four processes, a nurse on SSE."""
+                bridge_args: Sequence[str] = (), bring_up: bool = True) -> Stack:
+    """Private services up, a fresh database/topics, seeded homes, the four processes, a nurse on SSE.
+
+    ``bring_up=False``: the services are already running (the smoke test starts only its own
+    broker and uses the shared Kafka and PostgreSQL with private names).
+    """
     from carechain.db.seed import seed_demo
 
-    progress(f"private services up (MQTT {services.mqtt_port}, Kafka {services.kafka_port},"
-             f" PostgreSQL {services.pg_port})")
-    services.up()
+    if bring_up:
+        progress(f"private services up (MQTT {services.mqtt_port}, Kafka {services.kafka_port},"
+                 f" PostgreSQL {services.pg_port})")
+        services.up()
     names = RunNames()
     names.create(services)
     settings = names.settings(services)
