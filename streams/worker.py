@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
 from faust.types import TP, EventT
 
@@ -163,6 +164,7 @@ class StreamWorker:
         self.partition_of: dict[str, int] = {}
         self.bulk_position: dict[int, int] = {}
         self.bulk_clock: dict[int, datetime] = {}
+        self._lagging: set[int] = set()
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- faust
@@ -245,6 +247,8 @@ class StreamWorker:
                 resident_id, home_id, self._plan(resident_id), self.options.paused, self.options.lateness_s
             )
             self.attached.add(resident_id)
+            # Into the table at once: the next event of this resident in the same batch must find it.
+            self.state[resident_id] = m
         elif resident_id not in self.attached:
             # Restored from the changelog: the codec keeps state, not the plan or the switch.
             m.plan = self._plan(resident_id)
@@ -294,7 +298,7 @@ class StreamWorker:
                 continue
             result = m.process(ev)
             out.extend(result)
-            if result.candidates or urgent or ev.kind not in CHEAP_KINDS or ev.resident_id not in self.state:
+            if result.candidates or urgent or ev.kind not in CHEAP_KINDS:
                 significant[ev.resident_id] = m
             elif ev.resident_id not in self.lazy:
                 self.lazy[ev.resident_id] = (m, time.monotonic())
@@ -317,6 +321,8 @@ class StreamWorker:
         futures = [await self.alerts_topic.send(key=c.resident_id.encode(), value=c.to_json()) for c in candidates]
         if futures:
             await asyncio.gather(*futures)
+        for c in candidates:
+            log.info("candidate %s#%s (%s, %s)", c.incident_key, c.state.value, c.detector, c.severity.value)
         self.stats.candidates += len(candidates)
 
     async def _dead_letter(self, payload: bytes | None, reason: str, detail: str) -> None:
@@ -352,15 +358,18 @@ class StreamWorker:
         start = time.monotonic()
         now = self.clock()
         partition_now = self._partition_now(now)
+        assigned = self._assigned()
         out = MonitorOutput()
         changed: dict[str, ResidentMonitor] = {}
         items = list(self.state.items())
         for i, (rid, m) in enumerate(items):
+            p = self.partition(rid)
+            if p not in assigned:
+                continue  # after a rebalance another worker owns this resident: only the owner ticks
             if rid not in self.attached:
                 m = self.monitor(rid, m.home_id)
             before = len(out.candidates)
-            p = self.partition_of.get(rid)
-            out.extend(m.tick(now if p is None else partition_now.get(p, now)))
+            out.extend(m.tick(partition_now.get(p, now)))
             if len(out.candidates) > before:
                 changed[rid] = m
             if i % 1000 == 999:
@@ -368,11 +377,51 @@ class StreamWorker:
         # Lazy checkpoints: monitors changed by cheap events longer than lazy_checkpoint_s ago.
         due = time.monotonic() - self.options.lazy_checkpoint_s
         for rid, (m, since) in list(self.lazy.items()):
-            if since <= due:
+            if self.partition(rid) not in assigned:
+                del self.lazy[rid]  # revoked: the new owner's state must not be overwritten by ours
+            elif since <= due:
                 changed[rid] = m
         await self._outputs(out, changed)
         self.stats.ticks += 1
         self.stats.last_tick_s = time.monotonic() - start
+        if self.stats.ticks % max(1, int(60 / self.options.tick_s)) == 1:
+            s = self.stats
+            log.info(
+                "worker: %d residents held, %d owned partitions; events %d (urgent %d, late %d, replayed %d, bad %d);"
+                " candidates %d; checkpoints %d; tick %.0f ms",
+                len(items),
+                len(assigned),
+                s.events,
+                s.urgent,
+                s.late,
+                s.replayed,
+                s.bad,
+                s.candidates,
+                s.checkpoints,
+                s.last_tick_s * 1000,
+            )
+
+    def partition(self, resident_id: str) -> int:
+        """The partition of a resident's events (Kafka's default partitioner: murmur2 of the key)."""
+        p = self.partition_of.get(resident_id)
+        if p is None:
+            p = (murmur2(resident_id.encode()) & 0x7FFFFFFF) % self.settings.kafka_partitions
+            self.partition_of[resident_id] = p
+        return p
+
+    def _assigned(self) -> set[int]:
+        """Partitions of the bulk topic this worker owns now."""
+        try:
+            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic_events}
+        except Exception:  # the consumer is not started yet
+            return set()
+
+    def _highwater(self, partition: int) -> int | None:
+        try:
+            hw = self.app.consumer.highwater(TP(self.settings.topic_events, partition))
+        except Exception:  # not assigned (any more) or not fetched yet: nothing known about a lag
+            return None
+        return hw if isinstance(hw, int) else None
 
     def _partition_now(self, now: datetime) -> dict[int, datetime]:
         """The time deadlines are judged at, per bulk partition.
@@ -384,14 +433,14 @@ class StreamWorker:
         """
         result: dict[int, datetime] = {}
         for p, position in self.bulk_position.items():
-            try:
-                highwater = self.app.consumer.highwater(TP(self.settings.topic_events, p))
-            except Exception:  # not assigned (any more) or not fetched yet: nothing known about a lag
-                highwater = None
+            highwater = self._highwater(p)
             lag = (highwater - position - 1) if highwater else 0
             clock = self.bulk_clock.get(p)
             if lag > LAG_EVENTS and clock is not None:
                 result[p] = min(now, clock + timedelta(seconds=self.options.tick_s))
+        if set(result) != self._lagging:
+            log.info("partitions judged at their own clock (lagging): %s", sorted(result) or "none")
+            self._lagging = set(result)
         return result
 
     async def refresh_plans(self) -> None:

@@ -103,14 +103,15 @@ class Alerts:
     """Collects every message on the private alerts topic in a background thread."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        from kafka import KafkaConsumer
+        from kafka import KafkaConsumer, TopicPartition
 
+        # Every partition assigned explicitly, from the start: no group, no metadata race.
         self.consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=settings.kafka_bootstrap,
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=500,
+            bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=500
         )
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
         self.items: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
