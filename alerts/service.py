@@ -378,7 +378,14 @@ class AlertService:
 
     # --- notifications ---------------------------------------------------------------------------------------
     def _notify_tier(
-        self, row: dict[str, Any], tier: int, step: int, now: datetime, resp: Responsibility, injured: bool = False
+        self,
+        row: dict[str, Any],
+        tier: int,
+        step: int,
+        now: datetime,
+        resp: Responsibility,
+        injured: bool = False,
+        collect: list[store.OutboxRow] | None = None,
     ) -> int:
         """Outbox rows for every target of ``tier``: the organisation's webhooks and the on-call person's
         (else the team's) e-mail. Dedup keys name alert, reopen, step, channel and target."""
@@ -401,7 +408,10 @@ class AlertService:
             for email in emails:
                 key = f"{base}:email:{email}"
                 rows.append(store.OutboxRow(row["id"], "email", email, {**payload_t, "dedup_key": key}, key, now))
-        store.enqueue_many(self.conn, rows)
+        if collect is not None:
+            collect.extend(rows)  # the escalation scan writes all of its rows at once
+        else:
+            store.enqueue_many(self.conn, rows)
         return len(rows)
 
     def _notify_flapping(self, alert_id: int, c: AlertCandidate, org_id: str | None, now: datetime) -> int:
@@ -418,20 +428,21 @@ class AlertService:
 
     # --- escalation scan -------------------------------------------------------------------------------------
     def escalate(self, now: datetime, limit: int = 500) -> int:
-        """One scan: judge every due deadline (SKIP LOCKED). Returns deadlines handled. Each deadline's outbox
-        rows and its done mark commit together, so a crash leaves it either wholly done or wholly due."""
-        handled = 0
+        """One scan: judge every due deadline (SKIP LOCKED) and write the outcome of all of them set-wise (a few
+        statements per scan, not per deadline). Returns deadlines handled. Everything commits in one
+        transaction, so a crash leaves each deadline either wholly done (outbox rows, event, done mark, next
+        deadline) or wholly due."""
         with self.conn.transaction():
             due = store.due_deadlines(self.conn, now, limit)
             if not due:
                 return 0
             _, policies = self._config()
             silences = store.active_silences(self.conn, now)
-            with self.conn.pipeline():  # the writes of all due deadlines travel together
-                for d in due:
-                    handled += 1
-                    self._on_due(d, policies, silences, now)
-        return handled
+            plan = store.ScanWrites()
+            for d in due:
+                self._on_due(d, policies, silences, now, plan)
+            store.write_scan(self.conn, plan, now)
+        return len(due)
 
     def _on_due(
         self,
@@ -439,6 +450,7 @@ class AlertService:
         policies: list[tuple[str | None, EscalationPolicy]],
         silences: list[Silence],
         now: datetime,
+        plan: store.ScanWrites,
     ) -> None:
         """One due deadline (its row carries the alert's columns): notify the tier or skip, mark it done.
         A silence made after the alert opened (the resident went to hospital) stops its escalation too."""
@@ -449,7 +461,7 @@ class AlertService:
             )
             hit = matching_silence(subject, silences, gateways, now)
             if hit is not None:
-                store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"skipped:silence:{hit.id}")
+                plan.done.append((d["alert_id"], d["step"], f"skipped:silence:{hit.id}"))
                 return
         pol = policy_for(d["severity"], d["responsible_org_id"], policies)
         dec = on_due(
@@ -463,22 +475,16 @@ class AlertService:
             d["tier"],
         )
         if dec.action is DueAction.SKIP:
-            store.mark_deadline(self.conn, d["alert_id"], d["step"], now, f"skipped:{dec.why}")
+            plan.done.append((d["alert_id"], d["step"], f"skipped:{dec.why}"))
             return
-        row = d
-        resp = self._responsibility(row["resident_id"])
-        injured = is_injured((row.get("evidence") or {}).get("features") or {})
-        n = self._notify_tier(row, dec.tier, d["step"], now, resp, injured)
+        resp = self._responsibility(d["resident_id"])
+        injured = is_injured((d.get("evidence") or {}).get("features") or {})
+        n = self._notify_tier(d, dec.tier, d["step"], now, resp, injured, collect=plan.outbox)
         kind = "notified" if d["step"] == 0 else ("retriggered" if d["step"] >= 1000 else "escalated")
-        store.advance_deadline(
-            self.conn,
-            d["alert_id"],
-            d["step"],
-            now,
-            f"notified:tier{dec.tier}",
-            dec.next.step if dec.next else None,
-            dec.next.due_at if dec.next else None,
-            dec.tier,
-            kind,
-            {"step": d["step"], "tier": dec.tier, "why": dec.why, "outbox_rows": n},
-        )
+        plan.done.append((d["alert_id"], d["step"], f"notified:tier{dec.tier}"))
+        if dec.next is not None:
+            plan.next.append((d["alert_id"], dec.next.step, dec.next.due_at))
+        if dec.tier != d["tier"]:
+            plan.tiers.append((d["alert_id"], dec.tier))
+        plan.events.append((d["alert_id"], kind, {"step": d["step"], "tier": dec.tier, "why": dec.why,
+                                                  "outbox_rows": n}))  # fmt: skip

@@ -6,9 +6,10 @@ change, its ``alert_events`` row (with ``pg_notify``), its deadlines and its out
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -241,6 +242,72 @@ def enqueue_many(conn: Conn, rows: Sequence[OutboxRow]) -> None:
         ).encode(),
         params,
     )
+
+
+@dataclass(slots=True)
+class ScanWrites:
+    """Everything one escalation scan writes, gathered so it goes out in five statements."""
+
+    outbox: list[OutboxRow] = field(default_factory=list)
+    done: list[tuple[int, int, str]] = field(default_factory=list)  # alert_id, step, outcome
+    next: list[tuple[int, int, datetime]] = field(default_factory=list)  # alert_id, step, due_at
+    tiers: list[tuple[int, int]] = field(default_factory=list)  # alert_id, tier
+    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # alert_id, type, detail
+
+
+def write_scan(conn: Conn, w: ScanWrites, now: datetime) -> None:
+    """The writes of one escalation scan, set-wise (unnest), in the caller's transaction."""
+    if w.outbox:
+        conn.execute(
+            "INSERT INTO notification_outbox (alert_id, channel, target, payload, dedup_key, created_at, due_at)"
+            " SELECT a, c, t, p::jsonb, k, d, d FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::timestamptz[]) AS u(a, c, t, p, k, d) ON CONFLICT (dedup_key) DO NOTHING",
+            (
+                [r.alert_id for r in w.outbox],
+                [r.channel for r in w.outbox],
+                [r.target for r in w.outbox],
+                [json.dumps(r.payload, default=str) for r in w.outbox],
+                [r.dedup_key for r in w.outbox],
+                [r.due_at for r in w.outbox],
+            ),
+        )
+    if w.done:
+        conn.execute(
+            "UPDATE escalation_deadlines d SET done_at = %s, outcome = u.o"
+            " FROM unnest(%s::bigint[], %s::int[], %s::text[]) AS u(a, s, o) WHERE d.alert_id = u.a AND d.step = u.s",
+            (now, [x[0] for x in w.done], [x[1] for x in w.done], [x[2] for x in w.done]),
+        )
+    if w.next:
+        conn.execute(
+            "INSERT INTO escalation_deadlines (alert_id, step, due_at)"
+            " SELECT * FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) ON CONFLICT (alert_id, step) DO NOTHING",
+            ([x[0] for x in w.next], [x[1] for x in w.next], [x[2] for x in w.next]),
+        )
+    if w.tiers:
+        # Two overdue steps of one alert in one scan: the higher tier wins (an UPDATE ... FROM would pick one).
+        top: dict[int, int] = {}
+        for a, t in w.tiers:
+            top[a] = max(t, top.get(a, 0))
+        w.tiers = sorted(top.items())
+        conn.execute(
+            "UPDATE alerts a SET tier = u.t, updated_at = %s FROM unnest(%s::bigint[], %s::int[]) AS u(i, t)"
+            " WHERE a.id = u.i AND a.tier <> u.t",
+            (now, [x[0] for x in w.tiers], [x[1] for x in w.tiers]),
+        )
+    if w.events:
+        conn.execute(
+            "WITH e AS (INSERT INTO alert_events (alert_id, at, type, actor, detail)"
+            " SELECT a, %s, t, 'system', d::jsonb FROM unnest(%s::bigint[], %s::text[], %s::text[])"
+            " WITH ORDINALITY AS u(a, t, d, n) ORDER BY n RETURNING id)"
+            " SELECT count(pg_notify(%s, id::text)) FROM (SELECT id FROM e ORDER BY id) ids",
+            (
+                now,
+                [x[0] for x in w.events],
+                [x[1] for x in w.events],
+                [json.dumps(x[2], default=str) for x in w.events],
+                NOTIFY_CHANNEL,
+            ),
+        )
 
 
 def advance_deadline(

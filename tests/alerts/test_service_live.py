@@ -165,7 +165,7 @@ def test_live_service_dedup_silence_escalation_and_kill9(
     from kafka import KafkaProducer
 
     rec = Received()
-    web = _webhook_server(rec, delay_s=0.05)
+    web = _webhook_server(rec, delay_s=0.15)
     smtp = _smtp_server(rec)
     conn = psycopg.connect(alerts_dsn, autocommit=True)
     clean(conn)
