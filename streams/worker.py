@@ -318,9 +318,27 @@ class StreamWorker:
         self.stats.checkpoints += len(changed)
 
     async def _send_candidates(self, candidates: list[AlertCandidate]) -> None:
-        futures = [await self.alerts_topic.send(key=c.resident_id.encode(), value=c.to_json()) for c in candidates]
-        if futures:
-            await asyncio.gather(*futures)
+        """Send and await every candidate; while Kafka refuses, retry (back-pressure), never drop.
+
+        An exception here would end the iteration and let Faust ack the batch, so the
+        candidates would be lost: the agent waits instead. Sends are idempotent downstream
+        (deterministic candidate ids), so a retried send that did arrive is harmless.
+        """
+        delay = 0.5
+        while candidates:
+            try:
+                futures = [
+                    await self.alerts_topic.send(key=c.resident_id.encode(), value=c.to_json()) for c in candidates
+                ]
+                await asyncio.gather(*futures)
+                break
+            except Exception as exc:
+                if getattr(self.app, "should_stop", False):
+                    log.error("stopping with %d candidates unsent (%s)", len(candidates), type(exc).__name__)
+                    raise
+                log.warning("alerts topic unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
         for c in candidates:
             log.info("candidate %s#%s (%s, %s)", c.incident_key, c.state.value, c.detector, c.severity.value)
         self.stats.candidates += len(candidates)
