@@ -176,7 +176,7 @@ class ResidentMonitor:
         self.plan = plan or CarePlan(resident_id=resident_id)
         #: Globally paused detector names; a shared, mutable set from the worker or registry.
         self.paused = paused
-        self.lateness_s = lateness_s
+        self.lateness_s = float(lateness_s)
         #: Lateness watermark: largest bulk-lane event time minus the lateness (event time only).
         self.watermark = float("-inf")
         self.watermark_urgent = float("-inf")  # the same on the urgent lane

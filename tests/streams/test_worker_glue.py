@@ -1,0 +1,104 @@
+"""The worker's glue around the monitor, without Kafka: batches, new residents, replays, bad input.
+
+The faust app is built but not started; the state table is replaced by a dict
+and the two sends by lists (the Kafka paths are covered by test_worker_kafka).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from carechain.candidates import AlertCandidate
+from carechain.events import Kind
+from carechain.settings import Settings
+from streams.sink import CountingSink
+from streams.synthetic import Home
+from streams.worker import MonitorCodec, StreamWorker, WorkerOptions
+from tests.streams.conftest import local
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Record:
+    value: bytes
+    message: Message
+
+
+def _worker(tmp_path: Path) -> tuple[StreamWorker, list[AlertCandidate], list[bytes], CountingSink]:
+    sink = CountingSink()
+    worker = StreamWorker(Settings(state_dir=tmp_path), WorkerOptions(app_id="glue-test", lateness_s=5), sink)
+    worker.state = {}
+    sent: list[AlertCandidate] = []
+    dead: list[bytes] = []
+
+    async def send(cands: list[AlertCandidate]) -> None:
+        sent.extend(cands)
+
+    async def dead_letter(payload: bytes | None, reason: str, detail: str) -> None:
+        dead.append(payload or b"")
+
+    worker._send_candidates = send  # type: ignore[method-assign]
+    worker._dead_letter = dead_letter  # type: ignore[method-assign]
+    return worker, sent, dead, sink
+
+
+def test_a_new_residents_events_in_one_batch_all_reach_one_monitor(tmp_path: Path) -> None:
+    worker, sent, _, sink = _worker(tmp_path)
+    home = Home()
+    t = local(24, 12)
+    evs = [
+        home.heartbeat(t),
+        home.event(Kind.HEART_RATE, 150.0, t + timedelta(seconds=1)),
+        home.heartbeat(t + timedelta(seconds=9)),
+    ]
+    batch = [Record(e.to_json(), Message("events", 0, i)) for i, e in enumerate(evs)]
+    asyncio.run(worker.handle(batch, urgent=False))
+    m = worker.state["r-1"]
+    assert m.events_count == 3
+    assert [c.kind for c in sent] == ["vitals_heart_rate"]  # released by the later heartbeat (lateness 5 s)
+    assert sink.observations == 3
+
+
+def test_a_replayed_batch_is_skipped(tmp_path: Path) -> None:
+    worker, sent, _, _ = _worker(tmp_path)
+    home = Home()
+    fall = home.event(Kind.FALL, True, local(24, 12), room="hall")
+    batch = [Record(fall.to_json(), Message("events.urgent", 2, 7))]
+    asyncio.run(worker.handle(batch, urgent=True))
+    asyncio.run(worker.handle(batch, urgent=True))  # Faust redelivers after a rebalance (#502)
+    assert [c.kind for c in sent] == ["fall"]
+    assert worker.stats.replayed == 1
+
+
+def test_bad_input_goes_to_the_dead_letters_and_the_rest_is_handled(tmp_path: Path) -> None:
+    worker, sent, dead, _ = _worker(tmp_path)
+    home = Home()
+    fall = home.event(Kind.FALL, True, local(24, 12), room="hall")
+    batch = [
+        Record(b"{not json", Message("events.urgent", 0, 1)),
+        Record(fall.to_json(), Message("events.urgent", 0, 2)),
+    ]
+    asyncio.run(worker.handle(batch, urgent=True))
+    assert dead == [b"{not json"] and worker.stats.bad == 1
+    assert [c.kind for c in sent] == ["fall"]
+
+
+def test_the_state_codec_is_the_monitors_own(tmp_path: Path) -> None:
+    worker, _, _, _ = _worker(tmp_path)
+    home = Home()
+    asyncio.run(worker.handle([Record(home.heartbeat(local(24, 12)).to_json(), Message("events", 0, 0))], urgent=False))
+    codec = MonitorCodec()
+    raw = codec.dumps(worker.state["r-1"])
+    assert raw[:2] == b"\xcc\x4d"
+    restored: Any = codec.loads(raw)
+    assert restored.to_bytes() == raw
