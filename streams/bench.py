@@ -246,6 +246,7 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
         CARECHAIN_TOPIC_DEADLETTER=topics["deadletter"],
         CARECHAIN_WORKER_APP_ID=app_id,
         CARECHAIN_LOG_LEVEL="WARNING",
+        CARECHAIN_STATE_DIR=tempfile.mkdtemp(prefix=f"{app_id}-"),
     )
     log = Path(tempfile.gettempdir()) / f"{app_id}.log"
     progress(f"starting the worker (log {log}) ...")
