@@ -123,6 +123,7 @@ class Demo:
         self.tasks: list[asyncio.Task[Any]] = []
         self.clock: SimClock | None = None
         self.mqtt_port = 0
+        self.history = 0.0
         self.writer: Any = None
         self.flush_once: Callable[[], Any] | None = None
 
@@ -237,6 +238,11 @@ class Demo:
 
     def start_simulator(self) -> None:
         assert self.clock is not None
+        # Simulated time starts now, when the gateways start, so the first fall comes
+        # --fall-after seconds after the tokens are printed (the monitors share this clock).
+        now = time.time()
+        self.clock.sim_start = now - self.history
+        self.clock.wall_start = now
         start = datetime.fromtimestamp(self.clock.sim_start, UTC)
         incidents = demo_incidents(self.args.seed, self.homes, start, self.args.fall_after)
         for inc in incidents:
@@ -321,6 +327,7 @@ class Demo:
         speed = max(self.args.speed, 1e-3)
         history = (self.args.history if self.args.history is not None else 6 * 3600.0) if speed > 1 else 0.0
         now = time.time()
+        self.history = history
         self.clock = SimClock(now - history, speed, wall_start=now)
         port = self.args.port if self.args.port is not None else self.settings.api_port
         self.settings = self.settings.model_copy(update={"state_dir": self.data / "state", "api_port": port})
