@@ -4,7 +4,7 @@ Two views of the same daily totals against the resident's long baseline (28
 days of log activity, river ``Var``, not taught by days of decline): a short
 exponentially weighted mean (a week) and its relative drop, and a one-sided
 CUSUM of the day's log activity below the baseline, in the resident's own
-standard deviations (allowance 0.5 SD a day, threshold 5 SD). The CUSUM fires
+standard deviations (allowance 0.5 SD a day, threshold 6 SD, SD at least 0.1). The CUSUM fires
 about a week into a slowing that reaches a third in two weeks, where the
 one-week mean alone needed 11-13 days. An alert needs the CUSUM over its
 threshold, or the drop to reach 30%. Quiet for 21 days; days when the gateway
@@ -35,10 +35,10 @@ MAX_DROP = 0.60
 
 #: CUSUM on log activity, in the resident's standard deviations.
 ALLOWANCE_SD = 0.5
-DEFAULT_H = 5.0
-MAX_H = 10.0
+DEFAULT_H = 6.0
+MAX_H = 12.0
 #: Floor on the day-to-day deviation of log activity: a very regular resident is not alarmed by 10% less.
-MIN_SD = 0.08
+MIN_SD = 0.1
 
 
 class DeclineSeries:
@@ -99,7 +99,7 @@ class SlowDecline(Detector):
     purpose = "Flag a sustained fall in daily activity over weeks (slow decline)."
     warm_up = f"{WARM_UP_DAYS} days"
     feedback_effect = (
-        "false alarm: drop threshold +5 points (max 60%), CUSUM threshold +1 SD (max 10), CUSUM restarted; "
+        "false alarm: drop threshold +5 points (max 60%), CUSUM threshold +1 SD (max 12), CUSUM restarted; "
         "true incident: -2.5 points"
     )
     __slots__ = ("_series",)
