@@ -13,8 +13,11 @@ of 28 days). Each closed day adds the Poisson log-likelihood ratio of "rate
 raised the way an infection raises it" (night trips x3, day visits x1.5)
 against "usual rate" for the night before and the day itself; a one-sided
 CUSUM (never below zero) sums this over consecutive days, so a rise must be
-sustained — one restless night is drained by ordinary days. An alert needs the
-sum above the threshold (4 by default). Quiet for the first 7 days. Days when
+sustained — one restless night is drained by ordinary days. A raised body
+temperature (the day's mean from the wristband against the resident's own,
+in SDs with a floor of 0.1 C) is supporting evidence: at most 1.5 a day, so
+fever alone needs three days. An alert needs the sum above the threshold (4
+by default). Quiet for the first 7 days. Days when
 the gateway was silent teach nothing. Feedback: "false alarm" raises the
 threshold by 1 (max 10), "true incident" lowers it by 0.5 (min 4).
 """
@@ -30,6 +33,7 @@ from carechain.events import Kind
 from streams import clock
 from streams.day import Day
 from streams.detector import Detector
+from streams.models.baseline import Baseline
 
 if TYPE_CHECKING:
     from carechain.events import Event
@@ -51,6 +55,10 @@ NAP_HOURS = (10, 18)  # bed out in these local hours is a nap, not a night
 LEARN_BELOW = 1.0
 #: Night trip counts kept (nights still open); older ones are dropped.
 MAX_NIGHTS = 4
+#: Fever as supporting evidence: (z - 1) per day, at most this, z in SDs of the daily mean temperature.
+MAX_FEVER = 1.5
+MIN_TEMP_SD = 0.1
+MIN_TEMP_READINGS = 12  # half a day of wristband readings at 30 min
 
 
 def poisson_llr(count: float, mean: float, ratio: float) -> float:
@@ -82,51 +90,62 @@ class PoissonMean:
 class BathroomSeries:
     """Daily (day visits, night trips) -> evidence sum, alert, for the monitor and for backtests."""
 
-    __slots__ = ("cusum", "day", "days", "k", "night")
+    __slots__ = ("cusum", "day", "days", "k", "night", "temp")
 
     def __init__(self, k: float = DEFAULT_K) -> None:
         self.day = PoissonMean()
         self.night = PoissonMean()
+        self.temp = Baseline(memory=MEMORY_DAYS)  # the day's mean body temperature
         self.days = 0
         self.k = k
         self.cusum = 0.0
 
-    def step(self, day_visits: float, night_trips: float) -> tuple[float, bool, bool, dict[str, float]]:
-        """(score = evidence sum, alert, warm, per-day evidence) for one day; learns it unless it is unusual."""
+    def step(
+        self, day_visits: float, night_trips: float, temp: float | None = None
+    ) -> tuple[float, bool, bool, dict[str, float]]:
+        """(score = evidence sum, alert, warm, per-day evidence) for one day; learns it unless it is unusual.
+
+        ``temp`` is the day's mean body temperature, None without a wristband.
+        """
         warm = self.days >= WARM_UP_DAYS
+        ln = ld = fever = 0.0
         if self.days:
             ln = poisson_llr(night_trips, max(self.night.mean, MIN_NIGHT_MEAN), NIGHT_RATIO)
             ld = poisson_llr(day_visits, max(self.day.mean, MIN_DAY_MEAN), DAY_RATIO)
-        else:
-            ln = ld = 0.0
+        if temp is not None and self.temp.n >= 3:
+            fever = min(MAX_FEVER, max(0.0, self.temp.z(temp, MIN_TEMP_SD) - 1.0))
         if warm:
-            self.cusum = max(0.0, self.cusum + ln + ld)
+            self.cusum = max(0.0, self.cusum + ln + ld + fever)
         alert = warm and self.cusum > self.k
-        if not warm or ln + ld < LEARN_BELOW:
+        if not warm or ln + ld + fever < LEARN_BELOW:
             self.day.learn(day_visits)
             self.night.learn(night_trips)
+            if temp is not None:
+                self.temp.learn(temp)
             self.days += 1
-        return self.cusum, alert, warm, {"llr_night": round(ln, 2), "llr_day": round(ld, 2)}
+        return self.cusum, alert, warm, {"llr_night": round(ln, 2), "llr_day": round(ld, 2), "fever": round(fever, 2)}
 
     def dump(self) -> list[Any]:
-        return [self.days, self.k, round(self.cusum, 4), self.day.dump(), self.night.dump()]
+        return [self.days, self.k, round(self.cusum, 4), self.day.dump(), self.night.dump(), self.temp.dump()]
 
     def load(self, raw: list[Any]) -> None:
         self.days, self.k, self.cusum = int(raw[0]), float(raw[1]), float(raw[2])
         self.day.load(raw[3])
         self.night.load(raw[4])
+        self.temp.load(raw[5])
 
 
 class NightTrips:
     """Trips out of bed to the bathroom, counted per night (a few small numbers of state)."""
 
-    __slots__ = ("bath", "has_bed", "nights", "out_at")
+    __slots__ = ("bath", "has_bed", "nights", "out_at", "temps")
 
     def __init__(self) -> None:
         self.out_at: float | None = None  # epoch of the last bed out, while a trip may be under way
         self.bath = False  # bathroom motion since that bed out
         self.has_bed = False  # a bed sensor has been heard: count trips, not slots
         self.nights: dict[int, int] = {}  # night (ordinal of its evening) -> trips
+        self.temps: dict[int, list[float]] = {}  # local day -> [sum, count] of body temperatures
 
     def bed_out(self, t: float) -> None:
         self.has_bed = True
@@ -149,6 +168,22 @@ class NightTrips:
             del self.nights[min(self.nights)]
         return True
 
+    def temperature(self, day: int, value: float) -> None:
+        acc = self.temps.get(day)
+        if acc is None:
+            acc = self.temps[day] = [0.0, 0.0]
+            if len(self.temps) > MAX_NIGHTS:
+                del self.temps[min(self.temps)]
+        acc[0] += value
+        acc[1] += 1
+
+    def day_temperature(self, day: int) -> float | None:
+        """The day's mean body temperature (None with too few readings); forgets it and older days."""
+        acc = self.temps.get(day)
+        for k in [k for k in self.temps if k <= day]:
+            del self.temps[k]
+        return None if acc is None or acc[1] < MIN_TEMP_READINGS else acc[0] / acc[1]
+
     def take(self, night: int) -> int:
         """Trips of ``night``; forgets it and every older night."""
         n = self.nights.get(night, 0)
@@ -157,12 +192,19 @@ class NightTrips:
         return n
 
     def dump(self) -> list[Any]:
-        return [self.out_at, int(self.bath), int(self.has_bed), [[k, v] for k, v in sorted(self.nights.items())]]
+        return [
+            self.out_at,
+            int(self.bath),
+            int(self.has_bed),
+            [[k, v] for k, v in sorted(self.nights.items())],
+            [[k, round(v[0], 2), v[1]] for k, v in sorted(self.temps.items())],
+        ]
 
     def load(self, raw: list[Any]) -> None:
         self.out_at = None if raw[0] is None else float(raw[0])
         self.bath, self.has_bed = bool(raw[1]), bool(raw[2])
         self.nights = {int(k): int(v) for k, v in raw[3]}
+        self.temps = {int(k): [float(v), float(n)] for k, v, n in (raw[4] if len(raw) > 4 else [])}
 
 
 class BathroomVisits(Detector):
@@ -170,7 +212,7 @@ class BathroomVisits(Detector):
     version = "2.0"
     family = Family.CLINICAL
     purpose = "Flag a sustained rise in bathroom visits by day or trips out of bed at night (urinary infection)."
-    kinds = frozenset({Kind.BED.value, Kind.MOTION.value})
+    kinds = frozenset({Kind.BED.value, Kind.MOTION.value, Kind.TEMPERATURE.value})
     warm_up = f"{WARM_UP_DAYS} days"
     feedback_effect = "false alarm: evidence threshold +1 (max 10); true incident: -0.5 (min 4)"
     __slots__ = ("_series", "_trips")
@@ -198,6 +240,9 @@ class BathroomVisits(Detector):
         if ev.kind == Kind.MOTION:
             if ev.value is True and self._trips is not None and self._trips.out_at is not None and is_bathroom(ev.room):
                 self._trips.bathroom(t)
+        elif ev.kind == Kind.TEMPERATURE:
+            if isinstance(ev.value, (int, float)) and not isinstance(ev.value, bool):
+                self.trips.temperature(m.local(t)[0], float(ev.value))
         elif ev.value == "out":
             self.trips.bed_out(t)
         elif ev.value == "in":
@@ -209,6 +254,7 @@ class BathroomVisits(Detector):
     def on_day_closed(self, m: ResidentMonitor, day: Any) -> None:
         assert isinstance(day, Day)
         trips = self.trips.take(day.ordinal - 1)  # the night that ended this morning
+        temp = self.trips.day_temperature(day.ordinal)
         if day.degraded:
             return
         plan = m.plan
@@ -220,7 +266,8 @@ class BathroomVisits(Detector):
         what_sv = "toalettbesök ur sängen" if self.trips.has_bed else "toalettbesök på natten"
         s = self.series
         usual_night, usual_day = s.night.mean, s.day.mean
-        score, alert, warm, z = s.step(dv, night)
+        usual_temp = s.temp.mean
+        score, alert, warm, z = s.step(dv, night, temp)
         t = day.next_midnight - 1
         if not warm:
             return
@@ -263,7 +310,8 @@ class BathroomVisits(Detector):
                 contributing=[
                     f"{night} {what} against usually {usual_night:.1f}",
                     f"{dv} day visits against usually {usual_day:.1f}",
-                ],
+                ]
+                + ([f"body temperature {temp:.1f} C against usually {usual_temp:.1f} C"] if z["fever"] > 0 else []),
                 data_quality=m.quality(t),
             ),
         )
