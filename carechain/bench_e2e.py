@@ -95,6 +95,7 @@ class HomeGateways(Gateways):
         self.paused: set[str] = set()  # gateways cut off: their messages wait in `held`
         self.held: dict[str, list[bytes]] = defaultdict(list)
         self.lock = threading.Lock()
+        self.rr = 0
         super().__init__(settings, Fleet("e2e", tuple(self.layouts)), batch, TOPIC_ROOT)
 
     def payload(self, gw: str, now: datetime) -> bytes:
@@ -109,6 +110,10 @@ class HomeGateways(Gateways):
         return json.dumps({"v": 1, "readings": readings}, separators=(",", ":")).encode()
 
     def publish_round(self, i: int) -> None:
+        # Round robin over ALL gateways across calls: publish_rate restarts its index at 0 on every call,
+        # so slices shorter than one round would otherwise only ever use the first gateways.
+        i = self.rr % len(self.fleet.gateways)
+        self.rr += 1
         gw = self.fleet.gateways[i]
         if gw in self.paused:
             # A gateway without a connection keeps its readings and sends them when it is back (backfill).
