@@ -16,10 +16,10 @@ CUSUM (never below zero) sums this over consecutive days, so a rise must be
 sustained — one restless night is drained by ordinary days. A raised body
 temperature (the day's mean from the wristband against the resident's own,
 in SDs with a floor of 0.1 C) is supporting evidence: at most 1.5 a day, so
-fever alone needs three days. An alert needs the sum above the threshold (4
+fever alone needs three days. An alert needs the sum above the threshold (4.5
 by default). Quiet for the first 7 days. Days when
 the gateway was silent teach nothing. Feedback: "false alarm" raises the
-threshold by 1 (max 10), "true incident" lowers it by 0.5 (min 4).
+threshold by 1 (max 10), "true incident" lowers it by 0.5 (min 4.5).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from streams.monitor import ResidentMonitor
 
 WARM_UP_DAYS = 7
-DEFAULT_K = 4.0
+DEFAULT_K = 4.5
 MAX_K = 10.0
 MEMORY_DAYS = 28
 #: The alternative the evidence is weighed for: the infection's rise, as published for passive sensors.
@@ -55,6 +55,8 @@ NAP_HOURS = (10, 18)  # bed out in these local hours is a nap, not a night
 LEARN_BELOW = 1.0
 #: Night trip counts kept (nights still open); older ones are dropped.
 MAX_NIGHTS = 4
+#: Floor on one count's evidence for a day (against an infection).
+MIN_LLR = -1.0
 #: Fever as supporting evidence: (z - 1) per day, at most this, z in SDs of the daily mean temperature.
 MAX_FEVER = 1.5
 MIN_TEMP_SD = 0.1
@@ -110,14 +112,15 @@ class BathroomSeries:
         warm = self.days >= WARM_UP_DAYS
         ln = ld = fever = 0.0
         if self.days:
-            ln = poisson_llr(night_trips, max(self.night.mean, MIN_NIGHT_MEAN), NIGHT_RATIO)
-            ld = poisson_llr(day_visits, max(self.day.mean, MIN_DAY_MEAN), DAY_RATIO)
+            # Fewer visits than usual is weak evidence against an infection (a count can only fall so far).
+            ln = max(MIN_LLR, poisson_llr(night_trips, max(self.night.mean, MIN_NIGHT_MEAN), NIGHT_RATIO))
+            ld = max(MIN_LLR, poisson_llr(day_visits, max(self.day.mean, MIN_DAY_MEAN), DAY_RATIO))
         if temp is not None and self.temp.n >= 3:
             fever = min(MAX_FEVER, max(0.0, self.temp.z(temp, MIN_TEMP_SD) - 1.0))
         if warm:
             self.cusum = max(0.0, self.cusum + ln + ld + fever)
         alert = warm and self.cusum > self.k
-        if not warm or ln + ld + fever < LEARN_BELOW:
+        if not warm or (ln + ld < LEARN_BELOW and fever == 0.0):
             self.day.learn(day_visits)
             self.night.learn(night_trips)
             if temp is not None:
@@ -214,7 +217,7 @@ class BathroomVisits(Detector):
     purpose = "Flag a sustained rise in bathroom visits by day or trips out of bed at night (urinary infection)."
     kinds = frozenset({Kind.BED.value, Kind.MOTION.value, Kind.TEMPERATURE.value})
     warm_up = f"{WARM_UP_DAYS} days"
-    feedback_effect = "false alarm: evidence threshold +1 (max 10); true incident: -0.5 (min 4)"
+    feedback_effect = "false alarm: evidence threshold +1 (max 10); true incident: -0.5 (min 4.5)"
     __slots__ = ("_series", "_trips")
 
     def __init__(self) -> None:

@@ -106,7 +106,7 @@ def test_monitor_counts_trips_out_of_bed_and_alerts_on_a_sustained_rise() -> Non
             out.extend(m.process(e))
     assert [c for c in out.candidates if c.detector == "bathroom"] == []
     for d in range(12, 15):
-        for e in _night_with_trips(home, local(1 + d, 22), 4):
+        for e in _night_with_trips(home, local(1 + d, 22), 5):
             out.extend(m.process(e))
     cands = [c for c in out.candidates if c.detector == "bathroom"]
     assert [c.kind for c in cands] == ["infection_signs"]
