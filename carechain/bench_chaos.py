@@ -218,7 +218,9 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 def incidents(stack: Stack) -> dict[str, Any]:
     """Injected falls: missed (no alert / never on SSE) and duplicated (two alerts or two proposals)."""
-    keys = list(stack.falls.sent)
+    # Warm-up falls are left out: the first may be published before the bridge's MQTT session exists,
+    # and a broker keeps nothing for a subscription that does not exist yet.
+    keys = [k for k in stack.falls.sent if stack.falls.phase_of.get(k) != "warmup"]
     with psycopg.connect(stack.settings.database_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT incident_key, count(*) FROM alerts WHERE incident_key = ANY(%s) GROUP BY incident_key",
