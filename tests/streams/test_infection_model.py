@@ -115,3 +115,14 @@ def test_monitor_counts_trips_out_of_bed_and_alerts_on_a_sustained_rise() -> Non
     fb = Feedback("a1", "r-1", cands[0].incident_key, "infection_signs", "bathroom", Outcome.FALSE_ALARM, local(20, 0))
     m.feedback(fb)
     assert m.detectors["bathroom"].series.k == k + 1.0  # type: ignore[attr-defined]
+
+
+def test_fever_supports_but_one_feverish_day_alone_is_not_an_alert() -> None:
+    s = BathroomSeries()
+    for i in range(14):
+        s.step(6, 1, 36.6 + (0.01 if i % 2 else -0.01))
+    assert not s.step(6, 1, 37.1)[1]  # fever, usual visits: not yet
+    assert s.step(10, 3, 37.1)[1]  # fever and more visits: infection signs
+    mean = s.temp.mean
+    s.step(6, 1, 37.1)
+    assert s.temp.mean == mean  # a feverish day does not teach the usual temperature
