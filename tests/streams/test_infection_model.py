@@ -122,7 +122,7 @@ def test_fever_supports_but_one_feverish_day_alone_is_not_an_alert() -> None:
     for i in range(14):
         s.step(6, 1, 36.6 + (0.01 if i % 2 else -0.01))
     assert not s.step(6, 1, 37.1)[1]  # fever, usual visits: not yet
-    assert s.step(10, 3, 37.1)[1]  # fever and more visits: infection signs
+    assert s.step(10, 4, 37.1)[1]  # fever and more visits: infection signs
     mean = s.temp.mean
     s.step(6, 1, 37.1)
     assert s.temp.mean == mean  # a feverish day does not teach the usual temperature
