@@ -63,6 +63,9 @@ class CandidateConsumer:
             auto_offset_reset="earliest",
             max_poll_records=200,
             fetch_max_wait_ms=100,  # an alert should not wait for a fetch to fill up
+            # A restarted service rejoins fast: the chaos run waited ~43 s for the default session to expire.
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
         )
         self._producer = producer
 

@@ -68,6 +68,10 @@ def alert_payload(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class DatabaseLost(ConnectionError):
+    """The service's database connection broke; the batch must be replayed, not skipped."""
+
+
 class AlertService:
     """Applies candidates and due deadlines to the database. One instance per connection."""
 
@@ -125,15 +129,24 @@ class AlertService:
             with self.conn.transaction():
                 return [self._handle(c, clock()) for c in candidates]
         except Exception:  # a bad candidate: fall back to one transaction each to isolate it
+            self._raise_if_database_lost()
             log.warning("batch of %d candidates failed; applying one by one", len(candidates), exc_info=True)
         out = []
         for c in candidates:
             try:
                 out.append(self.handle(c, clock()))
             except Exception as e:  # logged with its incident key only (pseudonymous)
+                self._raise_if_database_lost()
                 log.error("candidate %s could not be applied: %s: %s", c.incident_key, type(e).__name__, e)
                 out.append(HandleResult(Decision.IGNORE))
         return out
+
+    def _raise_if_database_lost(self) -> None:
+        """A lost connection is not a bad candidate: re-raise so the consumer commits no offset and the
+        runner reconnects and replays (found by the chaos run: after a PostgreSQL restart every candidate
+        was skipped as if it were bad data, and those falls were lost)."""
+        if self.conn.closed or self.conn.broken:
+            raise DatabaseLost("the database connection was lost; candidates will be replayed")
 
     def _handle(self, c: AlertCandidate, now: datetime) -> HandleResult:
         conn = self.conn

@@ -38,6 +38,8 @@ CHANNEL = "carechain_alert_events"
 HEARTBEAT_S = 15.0
 REPLAY_LIMIT = 1000
 QUEUE_MAX = 1000
+#: Waits between tries when the database is away while a live event is prepared (seconds).
+DISPATCH_RETRIES_S = (0.2, 0.5, 1.0, 2.0)
 RESOURCE = "alerts/stream"
 
 _EVENTS_SQL = (
@@ -55,6 +57,9 @@ class Subscriber:
     queue: asyncio.Queue[tuple[int, str]] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     after_id: int = 0  # live events at or below this id were already replayed
     dropped: int = 0
+    #: A live event could not be delivered (queue full, database away): end the stream so the client
+    #: reconnects with Last-Event-ID and the replay from the table fills the gap. Nothing is lost.
+    resync: bool = False
 
 
 def sse(event_id: int, data: str, event: str = "alert") -> str:
@@ -194,10 +199,18 @@ class AlertStream:
     async def _dispatch(self, event_id: int) -> None:
         started = asyncio.get_running_loop().time()
         subs = [s for s in self.subscribers if s.after_id < event_id]
-        try:
-            out = await asyncio.to_thread(self._prepare, event_id, subs)
-        except Exception as e:
-            log.error("alert stream: could not dispatch event %s: %s", event_id, type(e).__name__)
+        out = None
+        for delay in DISPATCH_RETRIES_S:
+            try:
+                out = await asyncio.to_thread(self._prepare, event_id, subs)
+                break
+            except Exception as e:  # the database is away: retry, then make the subscribers resync
+                log.warning("alert stream: dispatch of event %s failed: %s", event_id, type(e).__name__)
+                await asyncio.sleep(delay)
+        if out is None:
+            log.error("alert stream: event %s not dispatched; %d subscriber(s) will resync", event_id, len(subs))
+            for sub in subs:
+                self._resync(sub)
             return
         for sub, eid, text in out:
             try:
@@ -205,8 +218,15 @@ class AlertStream:
             except asyncio.QueueFull:
                 # A subscriber that does not read: it resumes from the table with Last-Event-ID.
                 sub.dropped += 1
+                self._resync(sub)
         self.metrics.sse_deliveries.inc(len(out))
         self.last_dispatch_ms = (asyncio.get_running_loop().time() - started) * 1000
+
+    @staticmethod
+    def _resync(sub: Subscriber) -> None:
+        sub.resync = True
+        with contextlib.suppress(asyncio.QueueFull):
+            sub.queue.put_nowait((0, ""))  # wake the stream so it ends now
 
     def replay(self, sub: Subscriber, last_event_id: int) -> list[tuple[int, str]]:
         """Events after ``last_event_id`` (up to ``sub.after_id``) this subscriber may see (audited), oldest first."""
@@ -241,6 +261,9 @@ class AlertStream:
                 except TimeoutError:
                     yield ": heartbeat\n\n"
                     continue
+                if sub.resync:
+                    yield ": resync: reconnect with Last-Event-ID\n\n"
+                    return
                 if eid > sub.after_id:
                     yield sse(eid, text)
         finally:

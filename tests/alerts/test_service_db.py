@@ -249,3 +249,21 @@ def test_silence_made_after_opening_stops_escalation(conn: psycopg.Connection[An
     assert len(outbox(conn)) == n0
     row = conn.execute("SELECT outcome FROM escalation_deadlines WHERE step = 1").fetchone()
     assert row is not None and row[0].startswith("skipped:silence:")
+
+
+def test_a_lost_database_connection_replays_instead_of_skipping(alerts_dsn: str) -> None:
+    """Chaos-run finding: after a PostgreSQL restart candidates were skipped as bad data. Now the batch
+    raises, so the consumer commits no offset and the runner reconnects and replays it."""
+    from alerts.service import DatabaseLost
+
+    with psycopg.connect(alerts_dsn, autocommit=True) as admin, psycopg.connect(alerts_dsn, autocommit=True) as c:
+        world(c)
+        svc = AlertService(c)
+        pid = c.info.backend_pid
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(DatabaseLost):
+            svc.handle_batch([candidate()], lambda: later(0))
+        assert admin.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+    with psycopg.connect(alerts_dsn, autocommit=True) as c:  # the runner's reconnect: the replay applies it
+        results = AlertService(c).handle_batch([candidate()], lambda: later(0))
+        assert results[0].decision is Decision.CREATE
