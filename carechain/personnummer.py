@@ -29,7 +29,7 @@ class Personnummer:
 
     def masked(self) -> str:
         """For display to users without identity access: birth year only."""
-        return f"{self.canonical[:4]}XXXX-XXXX"
+        return f"{self.canonical[:4]}****-****"
 
 
 def luhn_digit(nine: str) -> int:
