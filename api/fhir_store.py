@@ -10,10 +10,10 @@ callers ask for ``limit + 1`` rows to know whether a next page exists.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import Connection
 from psycopg.rows import dict_row
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from api.routes.fhir import DateRange
 
 Row = dict[str, Any]
+_T = TypeVar("_T")
 #: A sensor that reported nothing for this long counts as offline (the care plan's default device silence).
 SENSOR_SILENCE = timedelta(minutes=180)
 ACTIVE_ALERT = ("proposed", "open", "acknowledged", "accepted")
@@ -761,9 +762,17 @@ def care_relations(
     after: list[Any] | None,
 ) -> list[fhir.CareRelationRecord]:
     out = [_relation(r) for r in store.relations_of(conn, resident_id)]
-    out.sort(key=lambda c: (c.start.isoformat(), c.relation_id), reverse=True)
+    return _newest_first_page(out, lambda c: (c.start.isoformat(), str(c.relation_id)), after, limit)
+
+
+def _newest_first_page(
+    items: list[_T], key: Callable[[_T], tuple[str, str]], after: list[Any] | None, limit: int
+) -> list[_T]:
+    """Records assembled in Python (several sources), newest first, keyset-paged like the SQL searches."""
+    out = sorted(items, key=key, reverse=True)
     if after is not None:
-        out = [c for c in out if (c.start.isoformat(), c.relation_id) < (str(after[0]), str(after[1]))]
+        cursor = (str(after[0]), str(after[1]))
+        out = [x for x in out if key(x) < cursor]
     return out[:limit]
 
 
@@ -850,10 +859,7 @@ def consents(
     out = [_sharing(r) for r in store.sharing_consents_of(conn, resident_id)]
     out += [_block(r) for r in store.blocks_of(conn, resident_id)]
     out += [_monitoring(r) for r in _rows(conn, f"{_MONITORING_SQL} AND subject_ref = %s", (resident_id,))]
-    out.sort(key=lambda c: (c.recorded_at.isoformat(), c.consent_id), reverse=True)
-    if after is not None:
-        out = [c for c in out if (c.recorded_at.isoformat(), c.consent_id) < (str(after[0]), str(after[1]))]
-    return out[:limit]
+    return _newest_first_page(out, lambda c: (c.recorded_at.isoformat(), str(c.consent_id)), after, limit)
 
 
 # --- AuditEvent -------------------------------------------------------------------------------------
