@@ -28,6 +28,8 @@ DAY = 86400.0
 #: Battery levels are a function of absolute time counted from here (batteries are
 #: replaced at 25 %, so a healthy home never reports a low battery).
 BATTERY_EPOCH = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+#: Day-to-day spread (SD) of the day's mean body temperature (C) and heart rate (bpm) of a well person.
+VITALS_DAY_SD = (0.1, 2.0)
 #: The robot reports a dose not taken this long after it was due.
 ROBOT_MISSED_AFTER_S = 60 * MIN
 
@@ -65,6 +67,7 @@ class _DayMods:
     bed_shift_min: float = 0.0
     temp_shift: float = 0.0
     hr_shift: float = 0.0
+    restless: float = 0.0  # extra turning over and getting up at night (0: a usual night)
 
 
 def _local_midnight(day: date, tz: ZoneInfo) -> float:
@@ -83,10 +86,16 @@ def _mods(day: date, incidents: Sequence[Incident], tz: ZoneInfo) -> _DayMods:
             d = (noon - _local_midnight(inc.start.astimezone(tz).date(), tz)) / DAY  # 0.5 on the onset day
             if 0.0 <= d < inc.duration.total_seconds() / DAY:
                 ramp = min(1.0, (d + 0.5) / 2.0)
-                m.night_bathroom = 1.0 + 2.5 * ramp
-                m.day_bathroom = 1.0 + 0.8 * ramp
-                m.temp_shift = 0.5 * ramp
-                m.hr_shift = 5.0 * ramp
+                x = inc.detail
+                m.night_bathroom = 1.0 + (float(x.get("night_x", 3.5)) - 1.0) * ramp
+                m.day_bathroom = 1.0 + (float(x.get("day_x", 1.8)) - 1.0) * ramp
+                m.temp_shift += float(x.get("temp_c", 0.5)) * ramp
+                m.hr_shift += float(x.get("hr_bpm", 5.0)) * ramp
+                m.restless += float(x.get("restless", 0.0)) * ramp
+                slower = float(x.get("slower", 0.0)) * ramp
+                m.interval *= 1.0 + slower
+                m.outing *= 1.0 - 2.0 * slower
+                m.nap_boost += slower
         elif inc.type is IncidentType.DECLINE:
             g = min(1.0, max(0.0, (noon - s) / DAY / 28.0))
             if g > 0:
@@ -119,6 +128,7 @@ class _DayBuilder:
         self.segments: list[_Segment] = []
         self.out: list[SimReading] = []
         self.blackouts: list[tuple[float, float]] = []
+        self._trips: list[tuple[float, float]] = []  # night trips to the bathroom (out of bed, back)
 
     # --- when the resident gets up and goes to bed ---------------------------------
     def _wake(self, day: date) -> float:
@@ -241,9 +251,21 @@ class _DayBuilder:
             if t < last + 15 * MIN or any(a <= t <= b for a, b in busy):
                 continue
             last = self._bathroom_trip(t)
+            self._trips.append((t, last))
         self.seg(in_bed, self.next_wake, "bedroom", "bed")
         for _ in range(_poisson(rng, 0.8)):  # turning over in bed
             self.emit(rng.uniform(lo, max(lo, hi)), self.home.layout.motion("bedroom"), Kind.MOTION, True)
+        if m.restless > 0 and hi > lo:
+            # A restless night (infection): turning over more, and getting up without going anywhere.
+            for _ in range(_poisson(rng, 3.0 * m.restless)):
+                self.emit(rng.uniform(lo, hi), self.home.layout.motion("bedroom"), Kind.MOTION, True)
+            for _ in range(_poisson(rng, 1.5 * m.restless)):
+                t = rng.uniform(lo, hi)
+                if any(a - 5 * MIN <= t <= b + 5 * MIN for a, b in self._trips + busy):
+                    continue
+                self.bed_event(t, "out")
+                self.seg(t, t + rng.uniform(60, 240), "bedroom", "active")
+                self.bed_event(t + rng.uniform(250, 400), "in")
 
     def _bathroom_trip(self, t: float) -> float:
         rng = self.rng
@@ -394,6 +416,11 @@ class _DayBuilder:
         """Wristband vitals on a fixed grid over the calendar day, with a daily rhythm."""
         rng, m, p = self.rng, self.mods, self.home.profile
         dev = self.home.layout.device("wristband")
+        # Nobody's day is the same: the day's mean temperature and resting heart rate wander too
+        # (own stream, so the rest of the day is unchanged).
+        day_rng = random.Random(f"vitals-day|{self.seed}|{self.home.layout.home_id}|{self.day.isoformat()}")
+        temp_day = day_rng.gauss(0.0, VITALS_DAY_SD[0])
+        hr_day = day_rng.gauss(0.0, VITALS_DAY_SD[1])
         start, end = self.midnight, self.midnight + DAY
         grid = ((self.hr_interval_s, Kind.HEART_RATE), (15 * MIN, Kind.SPO2), (30 * MIN, Kind.TEMPERATURE))
         for interval, kind in grid:
@@ -402,13 +429,13 @@ class _DayBuilder:
                 hour = (t - start) / HOUR
                 asleep = t < self.wake or t >= self.bed
                 if kind is Kind.HEART_RATE:
-                    v = p.hr_base + 5.0 * math.sin((hour - 10.0) / 24.0 * 2 * math.pi) + m.hr_shift
+                    v = p.hr_base + 5.0 * math.sin((hour - 10.0) / 24.0 * 2 * math.pi) + m.hr_shift + hr_day
                     v += -7.0 if asleep else rng.uniform(0.0, 8.0)
                     value: float = round(min(max(v + rng.gauss(0, 2.5), 47.0), 115.0))
                 elif kind is Kind.SPO2:
                     value = round(min(max(p.spo2_base + rng.gauss(0, 0.8) - (0.7 if asleep else 0.0), 91.0), 100.0))
                 else:
-                    v = p.temp_base + 0.25 * math.sin((hour - 12.0) / 24.0 * 2 * math.pi) + m.temp_shift
+                    v = p.temp_base + 0.25 * math.sin((hour - 12.0) / 24.0 * 2 * math.pi) + m.temp_shift + temp_day
                     value = round(min(max(v + rng.gauss(0, 0.08), 35.7), 37.9), 1)
                 self.emit(t + 0.2, dev, kind, float(value))
                 t += interval

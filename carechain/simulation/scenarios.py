@@ -38,7 +38,10 @@ START_MEANS: dict[IncidentType, str] = {
     IncidentType.NIGHT_WANDERING: "the outer door opening at night after leaving the bed",
     IncidentType.MISSED_DOSE: "the end of the dose's grace period (due time + grace)",
     IncidentType.ROBOT_FAULT: "the robot's fault report",
-    IncidentType.INFECTION: "onset (05:00, before waking): from here bathroom visits, most at night, rise over 2 days",
+    IncidentType.INFECTION: (
+        "onset (05:00, before waking): from here bathroom visits (most at night), restlessness at night and, "
+        "in some, temperature and heart rate rise over 2 days; activity falls"
+    ),
     IncidentType.DECLINE: "onset: from here activity drifts down over weeks",
     IncidentType.GATEWAY_OFFLINE: "the gateway's last message (silence begins)",
     IncidentType.DEAD_BATTERY: "the device's battery reading first falls below the care plan's low level",
@@ -117,7 +120,7 @@ def plan_incident(kind: IncidentType, home: HomeConfig, day: date, rng: random.R
     if kind is IncidentType.INFECTION:
         # The day's changed habits begin when the resident gets up (never before 05:00).
         start = local_time(home, day, 5 * 60)
-        return Incident(kind, rid, start, timedelta(days=3), timedelta(days=7))
+        return Incident(kind, rid, start, timedelta(days=3), timedelta(days=7), infection_signs(rng))
     if kind is IncidentType.DECLINE:
         start = local_time(home, day, 0)
         return Incident(kind, rid, start, timedelta(days=14), timedelta(days=42))
@@ -130,6 +133,31 @@ def plan_incident(kind: IncidentType, home: HomeConfig, day: date, rng: random.R
         start = local_time(home, day, rng.uniform(0, 24 * 60))
         return Incident(kind, rid, start, timedelta(hours=3), timedelta(days=1), {"device_id": dev.device_id})
     raise ValueError(f"unknown incident type {kind}")
+
+
+#: Share of urinary infections in older people that come with a raised temperature: fever is
+#: often blunted or absent at this age (a third to a half of cases without it).
+FEVER_SHARE = 0.6
+
+
+def infection_signs(rng: random.Random) -> dict[str, Any]:
+    """How strongly one urinary infection shows, at its full strength (reached on the second day).
+
+    Always: more bathroom visits, most at night (x3.5), and by day (x1.8). Varies per
+    infection: a raised temperature and heart rate (with fever, +0.4..1.0 C and +5..12 bpm;
+    without, at most +0.15 C and +4 bpm), restless nights (turning over, getting up without
+    going to the bathroom), and less activity by day (slower, fewer outings).
+    """
+    fever = rng.random() < FEVER_SHARE
+    return {
+        "night_x": 3.5,
+        "day_x": 1.8,
+        "fever": fever,
+        "temp_c": round(rng.uniform(0.4, 1.0) if fever else rng.uniform(0.0, 0.15), 2),
+        "hr_bpm": round(rng.uniform(5.0, 12.0) if fever else rng.uniform(0.0, 4.0), 1),
+        "restless": round(rng.uniform(0.3, 1.0), 2),
+        "slower": round(rng.uniform(0.1, 0.35), 2),
+    }
 
 
 #: Ordinary life before an incident's day: the rules need some history, the learned
