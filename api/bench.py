@@ -2,8 +2,10 @@
 clients, and the live stream's fan-out to many subscribers.
 
 Runs against a private database on the configured PostgreSQL server and a real ``carechain api`` process
-(uvicorn) on a free port; the load comes from this process (httpx, asyncio). Each client is a nurse with her
-own token and care relations; a client sends a request, waits for the answer, thinks, and repeats.
+(uvicorn) on a free port; the load comes from this process (asyncio, a minimal HTTP/1.1 keep-alive client per
+client: the generator shares the cores with what it measures, so its own CPU must stay small). Each client is a
+nurse with her own token and care relations; a client sends a request, waits for the answer, thinks, and repeats.
+Each load phase reports the CPU used per request by the load generator, the API processes and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(url: str, state_dir: str, workers: int) -> Iterator[str]:
+def _server(url: str, state_dir: str, workers: int) -> Iterator[tuple[str, int]]:
     port = _free_port()
     env = {
         **os.environ,
@@ -160,7 +162,7 @@ def _server(url: str, state_dir: str, workers: int) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the API did not become ready")
             time.sleep(0.2)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         try:
@@ -172,33 +174,162 @@ def _server(url: str, state_dir: str, workers: int) -> Iterator[str]:
 # --- load -----------------------------------------------------------------------------------------
 
 
-async def _load(base: str, tokens: list[str], paths: list[str], duration: float, think_s: float) -> dict[str, Any]:
+class _HttpConnection:
+    """A minimal HTTP/1.1 keep-alive client for GETs (the load generator's own CPU must stay small: httpx
+    costs ~3 ms of client CPU a request, which on 2 shared cores is a large share of what is measured)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
+        return self._reader, self._writer
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+        self._reader = self._writer = None
+
+    async def get(self, path: str, headers: bytes) -> tuple[int, bytes]:
+        """One GET; returns (status, body). A broken connection raises (the next call reconnects)."""
+        try:
+            reader, writer = await self._open()
+            writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + self.host.encode() + b"\r\n" + headers)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            length = -1
+            chunked = close = False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif name == b"connection":
+                    close = b"close" in value.lower()
+            if chunked:
+                parts = []
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    parts.append(await reader.readexactly(size + 2))
+                    if size == 0:
+                        break
+                body = b"".join(p[:-2] for p in parts)
+            elif length >= 0:
+                body = await reader.readexactly(length)
+            else:
+                body = await reader.read()
+                close = True
+            if close:
+                await self.close()
+            return status, body
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            await self.close()
+            raise
+
+
+class CpuMeter:
+    """CPU seconds used by the load generator (this process), the API (its process tree) and PostgreSQL
+    (the backends of the bench database), between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, api_pid: int | None, db_name: str | None) -> None:
+        self.api_pid = api_pid
+        self.db_name = db_name
+        self._t0: dict[str, float] = {}
+
+    def _api(self) -> float:
+        import psutil
+
+        if self.api_pid is None:
+            return 0.0
+        total = 0.0
+        try:
+            root = psutil.Process(self.api_pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def _pg(self) -> float:
+        import psutil
+
+        if self.db_name is None:
+            return 0.0
+        total = 0.0
+        for p in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                cmd = " ".join(p.info["cmdline"] or [])
+                if cmd.startswith("postgres:") and f" {self.db_name} " in cmd:
+                    t = p.cpu_times()
+                    total += t.user + t.system
+        return total
+
+    def _now(self) -> dict[str, float]:
+        return {"client": time.process_time(), "api": self._api(), "postgres": self._pg(), "wall": time.monotonic()}
+
+    def start(self) -> None:
+        self._t0 = self._now()
+
+    def stop(self, requests: int) -> dict[str, Any]:
+        """CPU per request (ms) and share of one core, per component."""
+        t1 = self._now()
+        wall = max(t1["wall"] - self._t0["wall"], 1e-9)
+        out: dict[str, Any] = {}
+        for k in ("client", "api", "postgres"):
+            used = t1[k] - self._t0[k]
+            out[f"{k}_cpu_ms_per_request"] = round(used * 1000 / max(requests, 1), 2)
+            out[f"{k}_cores"] = round(used / wall, 2)
+        return out
+
+
+async def _load(
+    base: str, tokens: list[str], paths: list[str], duration: float, think_s: float, meter: CpuMeter | None = None
+) -> dict[str, Any]:
     samples: list[float] = []
     errors = 0
     stop = time.monotonic() + duration
-    limits = httpx.Limits(max_connections=len(tokens) + 10, max_keepalive_connections=len(tokens) + 10)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as c:
+    host, _, port = base.removeprefix("http://").partition(":")
 
-        async def client(i: int) -> None:
-            nonlocal errors
-            headers = {"Authorization": f"Bearer {tokens[i]}"}
-            await asyncio.sleep(think_s * i / len(tokens))  # spread the first requests
-            path = paths[i % len(paths)]
+    async def client(i: int) -> None:
+        nonlocal errors
+        conn = _HttpConnection(host, int(port))
+        headers = f"Authorization: Bearer {tokens[i]}\r\n\r\n".encode()
+        await asyncio.sleep(think_s * i / len(tokens))  # spread the first requests
+        path = paths[i % len(paths)]
+        try:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
                 try:
-                    r = await c.get(path, headers=headers)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:  # e.g. a keep-alive connection closed by the server as we sent
-                    ok = False
+                    status, _ = await asyncio.wait_for(conn.get(path, headers), 30)
+                    ok = status == 200
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
+                    ok = False  # e.g. a keep-alive connection closed by the server as we sent
+                    await conn.close()
                 samples.append((time.perf_counter() - t0) * 1000)
                 errors += 0 if ok else 1
                 await asyncio.sleep(think_s)
+        finally:
+            await conn.close()
 
-        started = time.monotonic()
-        await asyncio.gather(*(client(i) for i in range(len(tokens))))
-        elapsed = time.monotonic() - started
-    return {**percentiles(samples), "requests_per_s": round(len(samples) / elapsed, 1), "errors": errors}
+    if meter is not None:
+        meter.start()
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(len(tokens))))
+    elapsed = time.monotonic() - started
+    cpu = meter.stop(len(samples)) if meter is not None else {}
+    return {**percentiles(samples), "requests_per_s": round(len(samples) / elapsed, 1), "errors": errors, **cpu}
 
 
 async def _fanout(
@@ -287,7 +418,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         timeline_paths = [
             f"/v1/residents/{r}/timeline?interval=1h&since={since.replace('+', '%2B')}" for r in world["timeline"]
         ]
-        with _server(url, state_dir, args.workers) as base:
+        with _server(url, state_dir, args.workers) as (base, api_pid):
+            meter = CpuMeter(api_pid, name)
             # Every client also cares for one of the residents with 30 days of readings.
             with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
                 cur.executemany(
@@ -297,14 +429,14 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 )
             think = args.think_ms / 1000
             progress(f"alert list: {args.clients} clients for {args.duration:.0f} s (think {args.think_ms:.0f} ms)")
-            alert_list = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think))
+            alert_list = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think, meter))
             progress(f"  {alert_list}")
             progress(f"timeline 30 days hourly: {args.clients} clients for {args.duration:.0f} s")
             per_client = [timeline_paths[n % len(timeline_paths)] for n in range(args.clients)]
-            timeline = asyncio.run(_load(base, tokens, per_client, args.duration, think))
+            timeline = asyncio.run(_load(base, tokens, per_client, args.duration, think, meter))
             progress(f"  {timeline}")
             progress(f"saturation (no think time): alert list, {args.clients} clients for 5 s")
-            saturated = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0))
+            saturated = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0, meter))
             progress(f"  {saturated}")
             fanout: dict[str, Any] = {"skipped": True}
             if args.subscribers > 0:
