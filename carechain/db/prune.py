@@ -65,12 +65,15 @@ def _delete_older(conn: psycopg.Connection, table: sql.Identifier, column: str, 
     """Delete rows older than ``keep`` in short transactions of at most ``batch`` rows (no long lock, bounded WAL)."""
     row = conn.execute("SELECT now() - %s", (keep,)).fetchone()
     cutoff = row[0] if row else None
-    q = sql.SQL("DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < %s LIMIT %s))").format(
-        t=table, c=sql.Identifier(column)
-    )
+    # The outer "{c} < cutoff" matters on a partitioned table (observations on plain PostgreSQL,
+    # migration 0006): a ctid is unique only within one partition, so without it the rows of newer
+    # partitions at the same ctids would go too.
+    q = sql.SQL(
+        "DELETE FROM {t} WHERE {c} < %s AND ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < %s LIMIT %s))"
+    ).format(t=table, c=sql.Identifier(column))
     total = 0
     while True:
-        n = max(conn.execute(q, (cutoff, batch)).rowcount, 0)
+        n = max(conn.execute(q, (cutoff, cutoff, batch)).rowcount, 0)
         total += n
         if n < batch:
             return total
