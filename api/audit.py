@@ -14,7 +14,7 @@ import contextvars
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -305,12 +305,21 @@ class Break:
     problem: str
 
 
-def verify_rows(rows: Iterable[dict[str, Any]]) -> tuple[int, Break | None]:
-    """Walk rows in id order; returns (rows checked, first break or None)."""
+def verify_rows(rows: Iterable[dict[str, Any]], cuts: Mapping[str, int] | None = None) -> tuple[int, Break | None]:
+    """Walk rows in id order; returns (rows checked, first break or None).
+
+    The chain starts at the genesis hash, or, once retention removed its oldest rows, at the first
+    remaining row: its ``prev_hash`` must then be the hash of a row that ``carechain db prune`` recorded
+    removing (``cuts``: hash -> id, from ``audit_log_pruned``), with a lower id.
+    """
     prev = GENESIS
     n = 0
     for row in rows:
         n += 1
+        if n == 1 and row["prev_hash"] != GENESIS:
+            if cuts is None or cuts.get(row["prev_hash"], row["id"]) >= row["id"]:
+                return n, Break(row["id"], "the chain starts after rows that no recorded retention removed")
+            prev = row["prev_hash"]
         if row["prev_hash"] != prev:
             return n, Break(row["id"], "prev_hash does not match the previous row's hash (row removed or reordered)")
         if chain_hash(prev, row) != row["hash"]:
@@ -329,6 +338,14 @@ def iter_log(conn: psycopg.Connection[Any], batch: int = 5000) -> Iterator[dict[
         yield from cur
 
 
+def retention_cuts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Where retention cut the chain (``audit_log_pruned``, migration 0350): last removed row's hash -> id."""
+    row = conn.execute("SELECT to_regclass('audit_log_pruned')").fetchone()
+    if not row or row[0] is None:
+        return {}
+    return {str(h): int(i) for h, i in conn.execute("SELECT through_hash, through_id FROM audit_log_pruned")}
+
+
 def verify(conn: psycopg.Connection[Any]) -> tuple[int, Break | None]:
-    """Verify the whole chain in the database."""
-    return verify_rows(iter_log(conn))
+    """Verify the chain in the database, from its first remaining row (rows past retention may be gone)."""
+    return verify_rows(iter_log(conn), retention_cuts(conn))

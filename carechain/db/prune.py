@@ -7,8 +7,16 @@ scheduler records them as failed (docs/storage.md). Relations TimescaleDB does n
 everything on plain PostgreSQL, are pruned by ``DELETE``; on plain PostgreSQL the raw readings'
 days are first rolled up into the summary tables (``cc_roll_up``), so summaries outlive them.
 
-A relation that refuses deletes (the append-only audit log, whose rows outlive any reasonable
-run of this command anyway) is reported, not fatal.
+The append-only audit log is kept at least 5 years and pruned here in both modes (never by a
+TimescaleDB policy): only rows older than ``cc_audit_horizon()`` (the longer of 5 years and the
+configured keep), only a prefix of the hash chain (lowest ids first, never past the first row that
+is still kept, so no hole opens in the chain), and each cut is recorded in ``audit_log_pruned`` in
+the same transaction, so ``carechain audit verify`` starts from the first remaining row and can
+tell a retention cut from a deletion. Plain PostgreSQL: ``DELETE`` in batches, in transactions
+that set ``carechain.audit_prune = on`` locally (the only case the append-only trigger lets
+through). TimescaleDB: ``drop_chunks`` of the whole chunks older than the horizon.
+
+A relation whose retention fails is reported in ``errors``, not fatal.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from psycopg import sql
 
 log = logging.getLogger(__name__)
 
+AUDIT_TABLES = ("audit_log", "public.audit_log")
+_NO_HOLE = 2**63 - 1  # "no row is kept": any id may go
 _JOB_ORDER = ("policy_refresh_continuous_aggregate", "policy_compression", "policy_retention")
 
 
@@ -79,6 +89,77 @@ def _delete_older(conn: psycopg.Connection, table: sql.Identifier, column: str, 
             return total
 
 
+_AUDIT_DELETE = """
+WITH d AS (
+    DELETE FROM audit_log WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM audit_log WHERE at < %(horizon)s AND id < %(keep_from)s ORDER BY id LIMIT %(batch)s))
+    RETURNING id, hash),
+last AS (SELECT id, hash FROM d ORDER BY id DESC LIMIT 1)
+INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows)
+SELECT %(horizon)s, last.id, last.hash, (SELECT count(*) FROM d) FROM last
+RETURNING rows
+"""
+
+
+def _first_kept_id(conn: psycopg.Connection, horizon: object) -> int:
+    """The lowest id of a row that stays: nothing at or above it may go (the chain keeps no hole)."""
+    row = conn.execute("SELECT min(id) FROM audit_log WHERE at >= %s", (horizon,)).fetchone()
+    return int(row[0]) if row and row[0] is not None else _NO_HOLE
+
+
+def _prune_audit_plain(conn: psycopg.Connection, batch: int) -> int:
+    """Delete the chain's prefix older than the horizon, ``batch`` rows per transaction, each cut recorded."""
+    row = conn.execute("SELECT cc_audit_horizon()").fetchone()
+    assert row is not None
+    horizon = row[0]
+    keep_from = _first_kept_id(conn, horizon)
+    total = 0
+    while True:
+        with conn.transaction():
+            conn.execute("SELECT set_config('carechain.audit_prune', 'on', true)")
+            got = conn.execute(_AUDIT_DELETE, {"horizon": horizon, "keep_from": keep_from, "batch": batch}).fetchone()
+        n = int(got[0]) if got else 0
+        total += n
+        if n < batch:
+            return total
+
+
+def _prune_audit_timescale(conn: psycopg.Connection) -> int:
+    """Drop the audit log's whole chunks older than the horizon, recording the cut first (same transaction)."""
+    row = conn.execute(
+        "SELECT max(c.range_end) FROM timescaledb_information.chunks c"
+        " WHERE format('%I.%I', c.hypertable_schema, c.hypertable_name)::regclass = 'audit_log'::regclass"
+        " AND c.range_end <= cc_audit_horizon()"
+    ).fetchone()
+    boundary = row[0] if row else None
+    if boundary is None:
+        return 0
+    with conn.transaction():
+        last = conn.execute(
+            "SELECT id, hash, (SELECT count(*) FROM audit_log WHERE at < %(b)s) FROM audit_log"
+            " WHERE at < %(b)s ORDER BY id DESC LIMIT 1",
+            {"b": boundary},
+        ).fetchone()
+        if last is not None:
+            if _first_kept_id(conn, boundary) < last[0]:
+                raise RuntimeError(
+                    f"audit_log: a row kept has a lower id than one older than {boundary.isoformat()}"
+                    " (appends out of time order); dropping those chunks would leave a hole in the hash chain"
+                )
+            conn.execute(
+                "INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows) VALUES (%s, %s, %s, %s)",
+                (boundary, last[0], last[1], last[2]),
+            )
+        conn.execute("SELECT drop_chunks('audit_log'::regclass, older_than => %s::timestamptz)", (boundary,))
+    return int(last[2]) if last else 0
+
+
+def _prune_audit(conn: psycopg.Connection, timescale: bool, batch: int) -> int:
+    if timescale and _managed_by_timescale(conn, "audit_log"):
+        return _prune_audit_timescale(conn)
+    return _prune_audit_plain(conn, batch)
+
+
 def prune(dsn: str, batch: int = 50_000) -> PruneResult:
     """Apply every recorded retention now (and, on TimescaleDB, the other policy jobs)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -90,6 +171,9 @@ def prune(dsn: str, batch: int = 50_000) -> PruneResult:
             for r in conn.execute("SELECT table_name, time_column, keep FROM retention_settings ORDER BY table_name")
         ]
         if timescale:
+            if any(t in AUDIT_TABLES for t, _, _ in keeps):
+                # Never a policy job for the audit log (0350 .timescale): a later cc_retention() re-adds one.
+                conn.execute("SELECT remove_retention_policy('audit_log', if_exists => true)")
             jobs = conn.execute(
                 "SELECT job_id, proc_name FROM timescaledb_information.jobs WHERE proc_name = ANY(%s)",
                 (list(_JOB_ORDER),),
@@ -107,10 +191,13 @@ def prune(dsn: str, batch: int = 50_000) -> PruneResult:
                 result.rolled_up_until = row[0].isoformat() if row and row[0] else None
         for table, column, keep in keeps:
             try:
+                if table in AUDIT_TABLES:
+                    result.deleted["audit_log"] = _prune_audit(conn, timescale, batch)
+                    continue
                 if _managed_by_timescale(conn, table):
                     continue
                 result.deleted[table] = _delete_older(conn, _qualified(conn, table), column, keep, batch)
-            except (psycopg.Error, LookupError) as exc:
+            except (psycopg.Error, LookupError, RuntimeError) as exc:
                 log.warning("retention of %s not applied: %s", table, exc)
                 result.errors[table] = str(exc).strip()
         return result
