@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -65,6 +65,8 @@ _SCORE_TYPES = ["text", "text", "text", "timestamptz", "float8", "float8", "json
 
 _OBS_COLS = ", ".join(_OBS_COLUMNS)
 _OBS_KEY = itemgetter(_OBS_COLUMNS.index("resident_id"), _OBS_COLUMNS.index("ts"))
+_OBS_TS_INDEX = _OBS_COLUMNS.index("ts")
+_OBS_TS = itemgetter(_OBS_TS_INDEX)
 _SCORE_COLS = ", ".join(_SCORE_COLUMNS)
 
 # Session-private staging tables, created once per pooled connection. ON COMMIT DELETE ROWS
@@ -199,6 +201,23 @@ def _prepare_session(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
+def batch_days(rows: Sequence[tuple[Any, ...]]) -> set[date]:
+    """The UTC days the rows' timestamps fall on (the partitions a batch needs)."""
+    lo: datetime = min(rows, key=_OBS_TS)[_OBS_TS_INDEX]
+    hi: datetime = max(rows, key=_OBS_TS)[_OBS_TS_INDEX]
+    first, last = lo.astimezone(UTC).date(), hi.astimezone(UTC).date()
+    if (last - first).days <= 3:  # the usual case: a live batch spans a day or two
+        return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+    return {r[_OBS_TS_INDEX].astimezone(UTC).date() for r in rows}  # a backfill: only the days present
+
+
+def _partitioned(conn: psycopg.Connection) -> bool:
+    """Whether ``observations`` is partitioned by day (plain PostgreSQL after migration 0006)."""
+    row = conn.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('observations')").fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
 class EventWriter:
     """Batched, idempotent writes of observations, scores and checkpoints through a connection pool.
 
@@ -226,6 +245,11 @@ class EventWriter:
         # Do not wait for the first connection: the database may be away at start-up, and the
         # first write's retry loop is where that is handled.
         self._pool.open(wait=False)
+        # Day partitions of observations known to exist (plain PostgreSQL, migration 0006);
+        # None until the first write has looked whether the table is partitioned at all.
+        self._partitioned: bool | None = None
+        self._days: set[date] = set()
+        self._days_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventWriter:
@@ -286,6 +310,7 @@ class EventWriter:
         rows.sort(key=_OBS_KEY)
 
         def work(conn: psycopg.Connection) -> int:
+            self._ensure_partitions(conn, rows)
             with conn.cursor() as cur:
                 # Fast path: a batch of new events goes straight in by COPY. If any of it is already
                 # stored (a replay), the savepoint undoes the COPY and the staged path skips the known rows.
@@ -295,6 +320,20 @@ class EventWriter:
                     return len(rows)
                 except errors.UniqueViolation:
                     pass
+                except errors.CheckViolation:
+                    # "no partition of relation found for row": a partition we thought existed was
+                    # dropped (retention); forget what we knew and make the batch's days again.
+                    if not self._partitioned:
+                        raise
+                    with self._days_lock:
+                        self._days.clear()
+                    self._ensure_partitions(conn, rows)
+                    try:
+                        with conn.transaction():
+                            _copy_rows(cur, "observations", _OBS_COLS, _OBS_TYPES, rows)
+                        return len(rows)
+                    except errors.UniqueViolation:
+                        pass
                 _copy_rows(cur, "cc_stage_observations", _OBS_COLS, _OBS_TYPES, rows)
                 cur.execute(
                     f"INSERT INTO observations ({_OBS_COLS}) SELECT {_OBS_COLS} FROM cc_stage_observations"
@@ -303,6 +342,20 @@ class EventWriter:
                 return max(cur.rowcount, 0)
 
         return self._with_retry("write_events", work)
+
+    def _ensure_partitions(self, conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Make the day partitions a batch needs, in their own short transaction (plain PostgreSQL)."""
+        if self._partitioned is None:
+            self._partitioned = _partitioned(conn)
+        if not self._partitioned:
+            return
+        missing = batch_days(rows) - self._days
+        if not missing:
+            return
+        conn.execute("SELECT cc_observation_partitions(%s::date[])", (sorted(missing),))
+        conn.commit()  # ATTACH PARTITION's lock is released before the COPY
+        with self._days_lock:
+            self._days |= missing
 
     # --- scores --------------------------------------------------------------------------
 
