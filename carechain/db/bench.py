@@ -18,6 +18,7 @@ Runs in a private database (``cc_bench_storage_<random>``, dropped afterwards un
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import time
 import uuid
@@ -56,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=300, help="timed queries per kind")
     parser.add_argument("--quick", action="store_true", help="1,000 residents x 7 days, 50,000 ingest rows")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--reuse",
+        metavar="DATABASE",
+        help="use a database kept by an earlier --keep run (same --residents/--days): migrate it, skip the load;"
+        " kept afterwards",
+    )
 
 
 def _value(kind: str, i: int) -> bool | float | str:
@@ -183,49 +190,72 @@ def _timed(fn: Any, n: int) -> list[float]:
     return out
 
 
+def _load(
+    args: argparse.Namespace, dsn: str, start: datetime, now: datetime, step: timedelta, result: dict[str, Any]
+) -> None:
+    """Registry, alerts, and the history through the writer."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _registry(conn, args.residents)
+        result["alerts_source"] = _alerts(conn, args.residents, args.days)
+    expected = args.residents * int(timedelta(days=args.days) / step)
+    progress(f"storage bench: loading ~{expected:,} readings ({args.residents} residents x {args.days} days)")
+    loaded = 0
+    load_s = 0.0  # time in the writer only, not in generating the events
+    with EventWriter(dsn, pool_size=1) as writer:
+        for batch in _chunks(_events(args.residents, start, now - step, step, seed=1), args.batch):
+            t0 = time.perf_counter()
+            loaded += writer.write_events(batch)
+            load_s += time.perf_counter() - t0
+            if loaded % (args.batch * 25) < args.batch:
+                progress(f"  loaded {loaded:,} rows ({loaded / load_s:,.0f} rows/s in the writer)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE observations")
+        conn.execute("ANALYZE alerts")
+        size = conn.execute("SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('observations')").fetchone()
+    result["load"] = {
+        "residents": args.residents,
+        "days": args.days,
+        "interval_min": args.interval_min,
+        "rows_loaded": loaded,
+        "writer_rows_per_s": round(loaded / load_s),
+        "seconds": round(load_s, 1),
+        "observations_bytes_with_indexes": size[0] if size else None,
+    }
+
+
 def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if args.quick:
         args.residents, args.days, args.ingest_rows = 1_000, 7, 50_000
-    name = f"cc_bench_storage_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    reuse = getattr(args, "reuse", None)
+    name = reuse or f"cc_bench_storage_{uuid.uuid4().hex[:8]}"
+    if not reuse:
+        with psycopg.connect(settings.database_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     dsn = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-    result: dict[str, Any] = {"database": name}
+    result: dict[str, Any] = {"database": name, "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     try:
+        t_mig = time.perf_counter()
         mig = migrate(dsn)
         result["mode"] = mig.mode
+        result["migrations_applied"] = {"files": mig.applied, "seconds": round(time.perf_counter() - t_mig, 1)}
         now = datetime.now(UTC).replace(microsecond=0)
         step = timedelta(minutes=args.interval_min)
         start = now - timedelta(days=args.days)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            _registry(conn, args.residents)
-            result["alerts_source"] = _alerts(conn, args.residents, args.days)
-
-        # 1. Load: the 30-day history through the writer.
-        expected = args.residents * int(timedelta(days=args.days) / step)
-        progress(f"storage bench: loading ~{expected:,} readings ({args.residents} residents x {args.days} days)")
-        loaded = 0
-        load_s = 0.0  # time in the writer only, not in generating the events
-        with EventWriter(dsn, pool_size=1) as writer:
-            for batch in _chunks(_events(args.residents, start, now - step, step, seed=1), args.batch):
-                t0 = time.perf_counter()
-                loaded += writer.write_events(batch)
-                load_s += time.perf_counter() - t0
-                if loaded % (args.batch * 25) < args.batch:
-                    progress(f"  loaded {loaded:,} rows ({loaded / load_s:,.0f} rows/s in the writer)")
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE observations")
-            conn.execute("ANALYZE alerts")
-            size = conn.execute("SELECT pg_total_relation_size('observations')").fetchone()
-        result["load"] = {
-            "residents": args.residents,
-            "days": args.days,
-            "interval_min": args.interval_min,
-            "rows_loaded": loaded,
-            "writer_rows_per_s": round(loaded / load_s),
-            "seconds": round(load_s, 1),
-            "observations_bytes_with_indexes": size[0] if size else None,
-        }
+        if reuse:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                n = conn.execute("SELECT count(*) FROM observations").fetchone()
+                size = conn.execute("SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('observations')").fetchone()
+                if mig.applied:
+                    conn.execute("VACUUM ANALYZE observations")
+            result["load"] = {
+                "reused": name,
+                "residents": args.residents,
+                "days": args.days,
+                "rows_in_observations": n[0] if n else None,
+                "observations_bytes_with_indexes": size[0] if size else None,
+            }
+        else:
+            _load(args, dsn, start, now, step, result)
 
         # 2. Ingest: fresh rows through the writer vs a raw COPY of the same rows, no indexes.
         progress(f"storage bench: ingest {args.ingest_rows:,} rows through the writer and as a raw COPY")
@@ -248,6 +278,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             replay_s = time.perf_counter() - t1
         rows = [observation_row(e, False) for e in fresh]
         with psycopg.connect(dsn) as conn:
+            conn.execute("DROP TABLE IF EXISTS bench_raw")
             conn.execute("CREATE TABLE bench_raw (LIKE observations INCLUDING DEFAULTS)")
             conn.commit()
             t0 = time.perf_counter()
@@ -262,6 +293,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                             copy.write_row(row)
                     conn.commit()
             raw_s = time.perf_counter() - t0
+            conn.execute("DROP TABLE bench_raw")
         writer_rate = len(fresh) / writer_s
         raw_rate = len(fresh) / raw_s
         result["ingest"] = {
@@ -277,6 +309,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "target_rows_per_s": 100_000,
         }
         result["events_per_s"] = round(writer_rate)
+        result["load_average_after_ingest"] = [round(x, 2) for x in os.getloadavg()]
 
         # 3. Reads.
         progress(f"storage bench: {args.queries} timed queries per kind")
@@ -307,6 +340,6 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         result["target_p99_ms"] = 50
         return result
     finally:
-        if not args.keep:
+        if not args.keep and not reuse:
             with psycopg.connect(settings.database_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
