@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 import anyio.to_thread
@@ -24,6 +24,7 @@ from api.deps import OrgDirectory
 from api.middleware import Metrics as ApiMetrics
 from api.middleware import RequestMiddleware
 from api.stream import AlertStream
+from api.timeline import TimelineCache
 from carechain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class ApiState:
     stream: AlertStream
     audit_writer: AuditWriter
     orgs: OrgDirectory
+    timelines: TimelineCache = field(default_factory=TimelineCache)
     getconn_limiter: anyio.CapacityLimiter | None = None  # made in the lifespan (needs the event loop)
 
     @property

@@ -117,6 +117,10 @@ def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
             "COPY observations (event_id, resident_id, home_id, device_id, room, kind, value_num, ts, received_at,"
             " seq) FROM STDIN"
         )
+        if conn.execute("SELECT to_regproc('cc_observation_partitions')").fetchone() != (None,):
+            # Plain PostgreSQL partitions observations by UTC day, made on demand (migration 0006).
+            days = [(now - timedelta(days=d)).date() for d in range(32)]
+            conn.execute("SELECT cc_observation_partitions(%s::date[])", (days,))
         with conn.cursor() as cur, cur.copy(copy) as cp:
             step = 60 // args.readings_per_hour
             for r in timeline:

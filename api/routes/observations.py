@@ -116,8 +116,9 @@ def timeline(
     step = INTERVALS[interval]
     if (hi - lo) / step > MAX_BUCKETS:
         raise ProblemError(422, f"too many buckets; at most {MAX_BUCKETS}", slug="validation")
-    tz = get_state(request).settings.timezone
-    return json_response(store.observations_bucketed(conn, grant.resident_id, lo, hi, step, kind, tz))
+    state = get_state(request)
+    # Closed buckets come from the process's cache, the edges from PostgreSQL (api/timeline.py).
+    return json_response(state.timelines.bucketed(conn, grant.resident_id, lo, hi, step, kind, state.settings.timezone))
 
 
 @router.get(

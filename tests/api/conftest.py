@@ -29,9 +29,15 @@ def _admin_url(url: str, db: str) -> str:
 
 def _migrate(url: str, settings: Settings) -> None:
     """Every migration: storage, alerts, API (the storage runner)."""
+    from datetime import UTC, datetime, timedelta
+
     from carechain.db.migrate import migrate
+    from tests.api import seed
 
     migrate(url)
+    now = datetime.now(UTC)
+    with psycopg.connect(url, autocommit=True) as conn:  # the readings tests COPY in: the last 62 days
+        seed.partitions(conn, now - timedelta(days=62), now + timedelta(days=1))
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,14 @@ def alert(
     return int(a[0]), int(e[0])
 
 
+def partitions(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) -> None:
+    """The day partitions of observations for [lo, hi] (plain PostgreSQL partitions observations by UTC day and
+    makes them on demand, migration 0006: the writer does; tests that COPY readings in do it here)."""
+    if conn.execute("SELECT to_regproc('cc_observation_partitions')").fetchone() != (None,):
+        days = [(lo + timedelta(days=i)).date() for i in range((hi - lo).days + 2)]
+        conn.execute("SELECT cc_observation_partitions(%s::date[])", (days,))
+
+
 def observations(conn: psycopg.Connection[Any], rid: str, days: int = 30, per_hour: int = 4) -> int:
     """Motion and heart-rate readings over the last ``days`` days, COPYed in."""
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
