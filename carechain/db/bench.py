@@ -45,6 +45,8 @@ _KINDS: list[tuple[str, str]] = [
     ("door", "hall"),
 ]
 _ORGS = 10  # kommuner; residents are spread over them, two regions
+# Heap and indexes of observations, all its partitions (plain PostgreSQL partitions it by day).
+_SIZE = "SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('observations')"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +213,7 @@ def _load(
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE observations")
         conn.execute("ANALYZE alerts")
-        size = conn.execute("SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('observations')").fetchone()
+        size = conn.execute(_SIZE).fetchone()
     result["load"] = {
         "residents": args.residents,
         "days": args.days,
@@ -244,7 +246,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         if reuse:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 n = conn.execute("SELECT count(*) FROM observations").fetchone()
-                size = conn.execute("SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('observations')").fetchone()
+                size = conn.execute(_SIZE).fetchone()
                 if mig.applied:
                     conn.execute("VACUUM ANALYZE observations")
             result["load"] = {
