@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg import Connection, sql
 from psycopg.rows import dict_row
+from pydantic_core import to_json
 
 #: Cached buckets are recomputed after this long (a late reading for a closed bucket shows within it).
 TTL_S = 60.0
@@ -46,6 +48,8 @@ class _Span:
     end: datetime
     rows: tuple[Row, ...]
     computed_at: float
+    buckets: list[datetime]  # the rows' bucket starts, ascending (for bisect)
+    json: list[bytes]  # each row as JSON
 
 
 def _where(kind: str | None) -> sql.Composable:
@@ -150,6 +154,48 @@ class TimelineCache:
         now: datetime | None = None,
     ) -> list[Row]:
         """Readings in [since, until) per bucket and kind, oldest first: ``bucket, kind, n, min, avg, max``."""
+        before, middle, after = self._parts(conn, resident_id, since, until, step, kind, tz, now)
+        if middle is None:
+            return before
+        start, end = middle[1], middle[2]
+        rows = [r for r in middle[0].rows if start <= r["bucket"] < end]
+        return [*before, *rows, *after]
+
+    def bucketed_json(
+        self,
+        conn: Connection[Any],
+        resident_id: str,
+        since: datetime,
+        until: datetime,
+        step: timedelta,
+        kind: str | None,
+        tz: str,
+        now: datetime | None = None,
+    ) -> bytes:
+        """:meth:`bucketed` as a JSON array (the cached rows are serialised once, when cached)."""
+        before, middle, after = self._parts(conn, resident_id, since, until, step, kind, tz, now)
+        if middle is None:
+            return to_json(before)
+        span, start, end = middle
+        i, j = bisect_left(span.buckets, start), bisect_left(span.buckets, end)
+        parts = [to_json(r) for r in before]
+        if i < j:
+            parts.append(b",".join(span.json[i:j]))
+        parts += [to_json(r) for r in after]
+        return b"[" + b",".join(parts) + b"]"
+
+    def _parts(
+        self,
+        conn: Connection[Any],
+        resident_id: str,
+        since: datetime,
+        until: datetime,
+        step: timedelta,
+        kind: str | None,
+        tz: str,
+        now: datetime | None,
+    ) -> tuple[list[Row], tuple[_Span, datetime, datetime] | None, list[Row]]:
+        """(rows before the cached middle, (span, start, end) of the middle or None, rows after it)."""
         now = now or datetime.now(UTC)
         key: Key = (resident_id, step, tz, kind)
         first, last = _ceil(since, step), _floor(min(until, now - LATE_MARGIN), step)
@@ -159,14 +205,24 @@ class TimelineCache:
             if start < end and self._splittable(step, tz, [start, end]):
                 edges = [(a, b) for a, b in ((since, start), (end, until)) if a < b]
                 fresh = _query(conn, resident_id, edges, step, kind, tz) if edges else []
-                middle = [r for r in span.rows if start <= r["bucket"] < end]
-                merged = sorted([*fresh, *middle], key=lambda r: (r["bucket"], r["kind"]))
-                if len({(r["bucket"], r["kind"]) for r in merged}) == len(merged):
+                before = [r for r in fresh if r["bucket"] < start]
+                after = [r for r in fresh if r["bucket"] >= end]
+                if len(before) + len(after) == len(fresh) and len(fresh) + len(span.rows) <= LIMIT:
                     self.hits += 1
-                    return merged[:LIMIT]
+                    return before, (span, start, end), after
         self.misses += 1
         rows = _query(conn, resident_id, [(since, until)], step, kind, tz)
         if first < last and len(rows) < LIMIT and self._splittable(step, tz, [first, last]):
             cached = tuple(r for r in rows if first <= r["bucket"] < last)
-            self._put(key, _Span(first, last, cached, time.monotonic()))
-        return rows
+            self._put(
+                key,
+                _Span(
+                    first,
+                    last,
+                    cached,
+                    time.monotonic(),
+                    [r["bucket"] for r in cached],
+                    [to_json(r) for r in cached],
+                ),
+            )
+        return rows, None, []

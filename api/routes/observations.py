@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import store
 from api.access import Category
 from api.deps import Db, ResidentGrant, get_state, resident_access
-from api.models import json_response
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
@@ -118,7 +117,8 @@ def timeline(
         raise ProblemError(422, f"too many buckets; at most {MAX_BUCKETS}", slug="validation")
     state = get_state(request)
     # Closed buckets come from the process's cache, the edges from PostgreSQL (api/timeline.py).
-    return json_response(state.timelines.bucketed(conn, grant.resident_id, lo, hi, step, kind, state.settings.timezone))
+    body = state.timelines.bucketed_json(conn, grant.resident_id, lo, hi, step, kind, state.settings.timezone)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

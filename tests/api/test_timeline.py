@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pydantic_core import to_json
 
 from api.timeline import TimelineCache
 from carechain.db import queries
@@ -53,7 +54,9 @@ def test_cached_rows_equal_the_full_query(
     lo = FALL_BACK - timedelta(days=1, minutes=17)
     for hi in (now, now + timedelta(minutes=23), now + timedelta(hours=2, minutes=1)):
         got = cache.bucketed(db, resident, lo, hi, step, kind, TZ, now=hi)
-        assert got == _full(db, resident, lo, hi, step, kind)
+        full = _full(db, resident, lo, hi, step, kind)
+        assert got == full
+        assert cache.bucketed_json(db, resident, lo, hi, step, kind, TZ, now=hi) == to_json(full)  # the same bytes
     # A later window inside the cached span, one that crosses the fall-back night at its start, one outside.
     for lo2, hi2 in (
         (lo + timedelta(hours=5, minutes=3), now),
