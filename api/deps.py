@@ -221,7 +221,7 @@ def _decide_and_entry(
     resource: str | None,
 ) -> tuple[Decision, audit.AuditEntry]:
     state = get_state(request)
-    facts = store.resident_facts(conn, resident_id) if resident_id else None
+    facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, [resident_id]).get(resident_id) if resident_id else None
     decision = decide(
         ctx,
         facts,

@@ -95,53 +95,100 @@ def _period(d: dict[str, Any]) -> Period:
     return Period(start, _ts(d["valid_to"]))
 
 
+def _facts(r: Row) -> ResidentFacts:
+    rid = r["id"]
+    return ResidentFacts(
+        resident_id=rid,
+        owner_org_id=r["kommun_org_id"],
+        region_org_id=r["region_org_id"],
+        relations=tuple(
+            CareRelation(x["id"], x["user_id"], x["org_id"], x["unit"], rid, x["kind"], _period(x))
+            for x in r["relations"]
+        ),
+        consents=tuple(
+            SharingConsent(
+                id=x["id"],
+                resident_id=rid,
+                owner_org_id=x["owner_org_id"],
+                reader_org_id=x["reader_org_id"],
+                reader_unit=x["reader_unit"],
+                categories=_categories(x["categories"]),
+                mode=x["mode"],
+                legal_basis=x["legal_basis"],
+                period=_period(x),
+                withdrawn_at=_ts(x["withdrawn_at"]),
+            )
+            for x in r["consents"]
+        ),
+        blocks=tuple(
+            Block(
+                x["id"],
+                rid,
+                Category(x["category"]) if x["category"] in _CATEGORY_NAMES else None,
+                x["org_id"],
+                x["unit"],
+                _period(x),
+            )
+            for x in r["blocks"]
+        ),
+        emergencies=tuple(
+            EmergencyAccess(x["id"], x["user_id"], rid, _ts(x["opened_at"]), _ts(x["expires_at"]))  # type: ignore[arg-type]
+            for x in r["emergencies"]
+        ),
+    )
+
+
 def resident_facts_many(conn: Connection[Any], resident_ids: Sequence[str]) -> dict[str, ResidentFacts]:
     """Everything the access policy needs about these residents, in one round trip."""
     if not resident_ids:
         return {}
-    out: dict[str, ResidentFacts] = {}
-    for r in _rows(conn, _FACTS_SQL, (list(dict.fromkeys(resident_ids)),)):
-        rid = r["id"]
-        out[rid] = ResidentFacts(
-            resident_id=rid,
-            owner_org_id=r["kommun_org_id"],
-            region_org_id=r["region_org_id"],
-            relations=tuple(
-                CareRelation(x["id"], x["user_id"], x["org_id"], x["unit"], rid, x["kind"], _period(x))
-                for x in r["relations"]
-            ),
-            consents=tuple(
-                SharingConsent(
-                    id=x["id"],
-                    resident_id=rid,
-                    owner_org_id=x["owner_org_id"],
-                    reader_org_id=x["reader_org_id"],
-                    reader_unit=x["reader_unit"],
-                    categories=_categories(x["categories"]),
-                    mode=x["mode"],
-                    legal_basis=x["legal_basis"],
-                    period=_period(x),
-                    withdrawn_at=_ts(x["withdrawn_at"]),
-                )
-                for x in r["consents"]
-            ),
-            blocks=tuple(
-                Block(
-                    x["id"],
-                    rid,
-                    Category(x["category"]) if x["category"] in _CATEGORY_NAMES else None,
-                    x["org_id"],
-                    x["unit"],
-                    _period(x),
-                )
-                for x in r["blocks"]
-            ),
-            emergencies=tuple(
-                EmergencyAccess(x["id"], x["user_id"], rid, _ts(x["opened_at"]), _ts(x["expires_at"]))  # type: ignore[arg-type]
-                for x in r["emergencies"]
-            ),
-        )
-    return out
+    return {r["id"]: _facts(r) for r in _rows(conn, _FACTS_SQL, (list(dict.fromkeys(resident_ids)),))}
+
+
+_CALLER_FACTS_SQL = """
+SELECT r.resident_id AS id, r.kommun_org_id, r.region_org_id,
+  (SELECT coalesce(json_agg(x ORDER BY x.id), '[]') FROM (SELECT id, user_id, org_id, unit, kind, valid_from, valid_to
+     FROM care_relations WHERE resident_id = r.resident_id AND user_id = %(u)s AND org_id = %(o)s
+       AND (valid_to IS NULL OR valid_to > now())) x) AS relations,
+  (SELECT coalesce(json_agg(x ORDER BY x.id), '[]') FROM (SELECT id, owner_org_id, reader_org_id, reader_unit,
+     categories, mode, legal_basis, valid_from, valid_to, withdrawn_at FROM sharing_consents
+     WHERE resident_id = r.resident_id AND withdrawn_at IS NULL AND valid_to > now()) x) AS consents,
+  (SELECT coalesce(json_agg(x ORDER BY x.id), '[]') FROM (SELECT id, category, org_id, unit, valid_from, valid_to
+     FROM blocks WHERE resident_id = r.resident_id AND lifted_at IS NULL AND (valid_to IS NULL OR valid_to > now())) x)
+     AS blocks,
+  (SELECT coalesce(json_agg(x ORDER BY x.id), '[]') FROM (SELECT id, user_id, opened_at, expires_at
+     FROM emergency_access WHERE resident_id = r.resident_id AND user_id = %(u)s
+       AND expires_at > now()) x) AS emergencies
+FROM residents r WHERE {}
+"""
+_CALLER_ONE = _CALLER_FACTS_SQL.format("r.resident_id = %(r)s")
+_CALLER_REACH = _CALLER_FACTS_SQL.format(
+    "r.resident_id IN (SELECT resident_id FROM care_relations WHERE user_id = %(u)s AND org_id = %(o)s"
+    " AND valid_from <= now() AND (valid_to IS NULL OR valid_to > now())"
+    " UNION SELECT resident_id FROM emergency_access WHERE user_id = %(u)s AND expires_at > now())"
+)
+_CALLER_MANY = _CALLER_FACTS_SQL.format("r.resident_id = ANY(%(ids)s)")
+
+
+def caller_facts(
+    conn: Connection[Any], user_id: str, org_id: str, resident_ids: Sequence[str] | None = None
+) -> dict[str, ResidentFacts]:
+    """The facts :func:`api.access.decide` reads for this caller, in one round trip: the residents' consents and
+    blocks, but only the caller's own care relations (this user at this organisation) and emergency accesses —
+    decide never looks at another user's. ``resident_ids`` None: every resident in the caller's reach (an
+    active relation or emergency access), as :func:`residents_in_reach` and :func:`resident_facts_many` together.
+
+    Not for code that needs every relation (who holds data, consent rules): use :func:`resident_facts_many`.
+    """
+    if resident_ids is None:
+        rows = _rows(conn, _CALLER_REACH, {"u": user_id, "o": org_id})
+    elif len(resident_ids) == 1:
+        rows = _rows(conn, _CALLER_ONE, {"u": user_id, "o": org_id, "r": resident_ids[0]})
+    elif resident_ids:
+        rows = _rows(conn, _CALLER_MANY, {"u": user_id, "o": org_id, "ids": list(dict.fromkeys(resident_ids))})
+    else:
+        return {}
+    return {r["id"]: _facts(r) for r in rows}
 
 
 def resident_facts(conn: Connection[Any], resident_id: str) -> ResidentFacts | None:

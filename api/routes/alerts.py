@@ -66,9 +66,8 @@ def _load_page(
 ) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
     """The page's rows and the decisions that allowed them (blocking database work: run in a worker thread)."""
     now = datetime.now(UTC)
-    if candidates is None:
-        candidates = store.residents_in_reach(conn, ctx.user_id, ctx.org_id)
-    facts = store.resident_facts_many(conn, candidates)
+    # One query: the caller's reach (or the given residents) and the facts the policy reads for this caller.
+    facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, candidates)
     allowed: dict[str, Decision] = {}
     restricted = False
     show_marker = get_state(request).settings.api_restricted_marker
