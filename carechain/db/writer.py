@@ -64,7 +64,7 @@ _SCORE_COLUMNS = ("resident_id", "detector", "detector_version", "ts", "score", 
 _SCORE_TYPES = ["text", "text", "text", "timestamptz", "float8", "float8", "jsonb"]
 
 _OBS_COLS = ", ".join(_OBS_COLUMNS)
-_OBS_KEY = itemgetter(_OBS_COLUMNS.index("resident_id"), _OBS_COLUMNS.index("ts"))
+_OBS_RESIDENT = itemgetter(_OBS_COLUMNS.index("resident_id"))
 _OBS_TS_INDEX = _OBS_COLUMNS.index("ts")
 _OBS_TS = itemgetter(_OBS_TS_INDEX)
 _SCORE_COLS = ", ".join(_SCORE_COLUMNS)
@@ -306,8 +306,9 @@ class EventWriter:
             return 0
         late = late_ids or set()
         rows = [observation_row(e, e.event_id in late or bool(e.extra.get("late"))) for e in events]
-        # In key order (resident, time): neighbouring rows land on the same index pages.
-        rows.sort(key=_OBS_KEY)
+        # Grouped by resident (a stable sort keeps each resident's rows in arrival order, i.e. by time):
+        # neighbouring rows land on the same pages of the (resident_id, ts, event_id) index.
+        rows.sort(key=_OBS_RESIDENT)
 
         def work(conn: psycopg.Connection) -> int:
             self._ensure_partitions(conn, rows)
