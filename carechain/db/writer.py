@@ -17,6 +17,11 @@ Guarantees (docs/storage.md, "Writer"):
   that batch) when it would overflow, so the caller pauses its source instead of growing
   memory without bound (the quix-streams ``SinkBackpressureError`` idea, STYLE.md).
 
+* **Day partitions** (plain PostgreSQL, migration 0006): before a batch, the UTC days it
+  covers that this writer has not seen yet get their partition (``cc_observation_partitions``,
+  in its own short transaction); if a partition it knew was dropped since, the COPY fails with
+  "no partition" (23514), the writer forgets what it knew, makes the days again and retries.
+
 Errors that no retry can fix (bad data, a missing table) are raised at once.
 """
 
