@@ -50,6 +50,23 @@ def test_valid_against_the_compose_specification(compose: dict[str, Any]) -> Non
     assert errors == []
 
 
+#: A concrete version in every third-party image tag (checked against public sources, see compose/README.md).
+PINNED = re.compile(r"^[a-z0-9./_-]+:\d+\.\d+\.\d+(-[a-z0-9]+)?$")
+
+
+def test_every_infrastructure_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:
+    images = {name: svc["image"] for name, svc in compose["services"].items() if "image" in svc}
+    third_party = {name: image for name, image in images.items() if not image.startswith("carechain:")}
+    assert {"mosquitto", "kafka", "topics", "timescaledb"} <= set(third_party)
+    for name, image in third_party.items():
+        assert PINNED.match(image), f"{name}: {image} is not pinned to a version"
+        assert "latest" not in image, f"{name}: {image} floats"
+    assert images["topics"] == images["kafka"]  # the topic tool matches the broker
+    readme = (ROOT / "compose" / "README.md").read_text(encoding="utf-8")
+    for image in set(third_party.values()):
+        assert image in readme, f"{image}: the README says where the tag was verified"
+
+
 def test_the_distributed_system_is_all_there(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {"mosquitto", "kafka", "timescaledb", "migrate", "bridge", "worker", "alerts", "api"} <= set(services)
