@@ -172,18 +172,23 @@ def prune(dsn: str, batch: int = 50_000) -> PruneResult:
         ]
         if timescale:
             if any(t in AUDIT_TABLES for t, _, _ in keeps):
-                # Never a policy job for the audit log (0350 .timescale): a later cc_retention() re-adds one.
+                # Never a policy job for the audit log (0351); only one added by hand can be there.
                 conn.execute("SELECT remove_retention_policy('audit_log', if_exists => true)")
             jobs = conn.execute(
                 "SELECT job_id, proc_name FROM timescaledb_information.jobs WHERE proc_name = ANY(%s)",
                 (list(_JOB_ORDER),),
             ).fetchall()
             for job_id, proc in sorted(jobs, key=lambda j: (_JOB_ORDER.index(j[1]), j[0])):
-                try:
-                    conn.execute("CALL run_job(%s)", (job_id,))
-                    result.jobs_run.append(int(job_id))
-                except psycopg.Error as exc:
-                    result.errors[f"job {job_id} ({proc})"] = str(exc).strip()
+                for attempt in (1, 2):
+                    try:
+                        conn.execute("CALL run_job(%s)", (job_id,))
+                        result.jobs_run.append(int(job_id))
+                        break
+                    except psycopg.Error as exc:
+                        # Once more: the background scheduler may have run the same job at the same time
+                        # (seen: "chunk ... is already compressed"); a second run finds the work done.
+                        if attempt == 2:
+                            result.errors[f"job {job_id} ({proc})"] = str(exc).strip()
         else:
             obs = next((k for t, _, k in keeps if t == "observations"), None)
             if obs is not None:

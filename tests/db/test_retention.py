@@ -68,13 +68,13 @@ def _verify(dsn: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def _database(settings: Settings) -> Iterator[str]:
+def _database(settings: Settings, target: int | None = None) -> Iterator[str]:
     name = f"cc_db_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(settings.database_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         dsn = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-        migrate(dsn)
+        migrate(dsn, target)
         yield dsn
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as admin:
@@ -219,9 +219,7 @@ def test_prune_keeps_a_chain_without_holes(fresh_dsn: str) -> None:
 # --- TimescaleDB -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ts(db_dsn: str, settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], str]]:
-    """A fresh TimescaleDB database (connection, dsn); skipped with the reason when there is none."""
+def _skip_without_timescale(db_dsn: str) -> None:
     with psycopg.connect(db_dsn, autocommit=True) as c:
         if queries.storage_mode(c) != "timescaledb":
             available = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
@@ -230,6 +228,12 @@ def ts(db_dsn: str, settings: Settings) -> Iterator[tuple[psycopg.Connection[Any
                 if not available
                 else "TimescaleDB is installed but not loadable (shared_preload_libraries)"
             )
+
+
+@pytest.fixture
+def ts(db_dsn: str, settings: Settings) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+    """A fresh TimescaleDB database (connection, dsn); skipped with the reason when there is none."""
+    _skip_without_timescale(db_dsn)
     with _database(settings) as dsn, psycopg.connect(dsn, autocommit=True) as c:
         yield c, dsn
 
@@ -248,9 +252,10 @@ def test_hypertables_and_policies(ts: tuple[psycopg.Connection[Any], str]) -> No
     assert {"alert_events", "audit_log"} <= hyper
     assert _jobs(c, "alert_events") == ["policy_compression", "policy_retention"]
     assert _jobs(c, "audit_log") == []  # cut by `carechain db prune`, which records the cut
-    c.execute("SELECT cc_retention('audit_log', 'at', interval '6 years')")  # re-adds a policy job...
-    assert _jobs(c, "audit_log") == ["policy_retention"]
-    c.execute("SELECT cc_retention('audit_log', 'at', interval '5 years')")
+    c.execute("SELECT cc_retention('audit_log', 'at', interval '6 years')")  # a new keep adds no job either
+    assert _jobs(c, "audit_log") == []
+    keep = c.execute("SELECT keep FROM retention_settings WHERE table_name = 'audit_log'").fetchone()
+    assert keep == (timedelta(days=6 * 365),)
 
 
 @pytest.mark.timescaledb
@@ -260,12 +265,10 @@ def test_prune_drops_old_audit_chunks_and_records_the_cut(
     c, fresh_dsn = ts
     _append(c, NOW - 6 * YEAR, 3)
     kept = _append(c, NOW - 4 * YEAR, 1) + _append(c, NOW, 1)
-    c.execute("SELECT cc_retention('audit_log', 'at', interval '5 years')")  # ...that prune removes again
     chunks = c.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'audit_log'")
     assert chunks.fetchone() == (3,)
     result = prune(fresh_dsn)
     assert not result.errors and result.deleted["audit_log"] == 3
-    assert _jobs(c, "audit_log") == []
     chunks = c.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'audit_log'")
     assert chunks.fetchone() == (2,)
     assert [r[0] for r in c.execute("SELECT id FROM audit_log ORDER BY id")] == kept
@@ -282,3 +285,23 @@ def test_prune_refuses_to_open_a_hole_in_the_chain(ts: tuple[psycopg.Connection[
     result = prune(fresh_dsn)
     assert "hole" in result.errors.get("audit_log", "")
     assert c.execute("SELECT count(*) FROM audit_log").fetchone() == (3,)
+
+
+@pytest.mark.timescaledb
+def test_tables_with_rows_become_hypertables(db_dsn: str, settings: Settings) -> None:
+    """An existing database: its rows move into chunks (the TRUNCATE that follows is let through once)."""
+    _skip_without_timescale(db_dsn)
+    with _database(settings, target=300) as dsn, psycopg.connect(dsn, autocommit=True) as c:
+        ids = _append(c, NOW - 2 * YEAR, 2) + _append(c, NOW, 2)
+        event = _alert_event(c, NOW)
+        migrate(dsn)
+        hyper = {
+            r[0]: r[1] for r in c.execute("SELECT hypertable_name, num_chunks FROM timescaledb_information.hypertables")
+        }
+        assert hyper["audit_log"] == 2 and hyper["alert_events"] == 1
+        assert c.execute("SELECT count(*) FROM ONLY audit_log").fetchone() == (0,)  # all in chunks
+        assert [r[0] for r in c.execute("SELECT id FROM audit_log ORDER BY id")] == ids
+        assert [r[0] for r in c.execute("SELECT id FROM alert_events")] == [event]
+        assert audit.verify(c) == (4, None)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("TRUNCATE audit_log")

@@ -55,7 +55,9 @@ CREATE INDEX audit_log_pruned_hash ON audit_log_pruned (through_hash);
 CREATE TRIGGER audit_log_pruned_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log_pruned
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
 
+-- On TimescaleDB, create_hypertable(migrate_data => true) moves existing rows into chunks and then
+-- truncates the parent: the TRUNCATE trigger is off for that, inside this migration's transaction only.
+ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate;
 SELECT cc_make_hypertable('audit_log', 'at', cc_setting('chunk_audit_log', interval '30 days'));
-
--- At least 5 years (`carechain.retention_audit_log`, e.g. '10 years'; less is refused).
-SELECT cc_retention('audit_log', 'at', cc_setting('retention_audit_log', interval '5 years'));
+ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate;
+-- The keep is registered by 0351, after cc_retention() learnt not to add a policy job for the audit log.
