@@ -11,9 +11,10 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio.to_thread
 import psycopg
@@ -42,6 +43,7 @@ from carechain.settings import Settings
 if TYPE_CHECKING:
     from api.app import ApiState
 
+T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False, description="OIDC/JWT bearer token (RS256/ES256)")
 ORG_CACHE_S = 60.0
 #: An idle pooled connection is handed over at once; waiting longer than this moves to a worker thread.
@@ -296,6 +298,46 @@ async def gate_async(
     (audit_id,) = await asyncio.wrap_future(state.audit_writer.submit([e]))
     state.metrics.audit_rows.inc()
     return _grant_or_raise(ctx, resident_id, category, decision, audit_id)
+
+
+ResidentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+async def gate_and_load(
+    request: Request,
+    ctx: UserContext,
+    resident_id: str,
+    category: Category,
+    load: Callable[[Connection[Any]], T],
+) -> tuple[ResidentGrant, T]:
+    """Decide, audit and (when allowed) load, in one worker-thread hop with a pooled connection held only for
+    the queries (not while the request waits for its audit row, serialises or sends: under load, requests
+    holding connections through those waits starved the pool).
+
+    The audit row is submitted right after the decision and is durable before this returns, so no data leave
+    before it; the load's query overlaps the audit flush. Denied -> the problem, raised after the row is
+    durable, and ``load`` is not called. An error of ``load`` (e.g. a 422) is raised after the row too.
+    """
+    state = get_state(request)
+
+    def work() -> tuple[Decision, Future[list[int]], T | None, Exception | None]:
+        with state.pool.connection() as conn:
+            decision, e = _decide_and_entry(request, ctx, conn, resident_id, category, False, None)
+            fut = state.audit_writer.submit([e])
+            if not decision.allowed:
+                return decision, fut, None, None
+            try:
+                return decision, fut, load(conn), None
+            except Exception as exc:  # raised once the audit row is durable
+                return decision, fut, None, exc
+
+    decision, fut, data, error = await anyio.to_thread.run_sync(work)
+    (audit_id,) = await asyncio.wrap_future(fut)
+    state.metrics.audit_rows.inc()
+    grant = _grant_or_raise(ctx, resident_id, category, decision, audit_id)
+    if error is not None:
+        raise error
+    return grant, data  # type: ignore[return-value]  # allowed and no error: load's result
 
 
 def audit_access(

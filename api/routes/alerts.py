@@ -54,6 +54,25 @@ def _page_response(items: list[dict[str, Any]], cursor: str | None, restricted: 
 
 def _load_page(
     request: Request,
+    ctx: UserContext,
+    candidates: list[str] | None,
+    status: str | None,
+    kind: str | None,
+    severity: str | None,
+    since: datetime | None,
+    after: list[Any] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
+    """The page's rows and the decisions that allowed them (blocking database work: run in a worker thread).
+
+    A pooled connection is held only for these two queries, not while the request waits for its audit rows,
+    serialises and sends (requests holding one through those waits starved the pool under load)."""
+    with get_state(request).pool.connection() as conn:
+        return _query_page(request, conn, ctx, candidates, status, kind, severity, since, after, limit)
+
+
+def _query_page(
+    request: Request,
     conn: Any,
     ctx: UserContext,
     candidates: list[str] | None,
@@ -64,7 +83,6 @@ def _load_page(
     after: list[Any] | None,
     limit: int,
 ) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
-    """The page's rows and the decisions that allowed them (blocking database work: run in a worker thread)."""
     now = datetime.now(UTC)
     # One query: the caller's reach (or the given residents) and the facts the policy reads for this caller.
     facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, candidates)
@@ -82,7 +100,6 @@ def _load_page(
 
 async def _page(
     request: Request,
-    conn: Any,
     ctx: UserContext,
     candidates: list[str] | None,
     *,
@@ -97,7 +114,7 @@ async def _page(
     # One worker-thread hop for the queries (they may wait on a busy database without stalling the event
     # loop); the audit flush is awaited on the loop.
     rows, allowed, restricted = await anyio.to_thread.run_sync(
-        _load_page, request, conn, ctx, candidates, status, kind, severity, since, after, limit
+        _load_page, request, ctx, candidates, status, kind, severity, since, after, limit
     )
     items = [alert_item(ctx, r) for r in rows[:limit]]
     shown = sorted({i["resident_id"] for i in items})
@@ -123,7 +140,6 @@ async def _page(
 async def list_alerts(
     request: Request,
     ctx: CurrentUser,
-    conn: Db,
     status: Annotated[Status | None, Query()] = None,
     kind: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
     severity: Annotated[Literal["critical", "high", "medium", "low"] | None, Query()] = None,
@@ -135,7 +151,6 @@ async def list_alerts(
         raise ProblemError(403, "This role reads no resident data")
     return await _page(
         request,
-        conn,
         ctx,
         None,
         status=status,

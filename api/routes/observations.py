@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import store
 from api.access import Category
-from api.deps import Db, ResidentGrant, get_state, resident_access
+from api.deps import CurrentUser, Db, ResidentGrant, ResidentId, gate_and_load, get_state, resident_access
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
 
@@ -102,22 +102,27 @@ def medication_events(
     response_model=list[dict[str, Any]],
     summary="Readings bucketed by an interval (count, min, avg, max per kind and bucket), local wall clock",
 )
-def timeline(
+async def timeline(
     request: Request,
-    conn: Db,
-    grant: Annotated[ResidentGrant, Depends(resident_access(Category.SENSOR_EVENTS))],
+    ctx: CurrentUser,
+    resident_id: ResidentId,
     interval: Annotated[str, Query(pattern=r"^(1m|5m|15m|1h|6h|1d)$")] = "1h",
     since: Since = None,
     until: Until = None,
     kind: Kind = None,
 ) -> Any:
-    lo, hi = _window(since, until, timedelta(days=30))
-    step = INTERVALS[interval]
-    if (hi - lo) / step > MAX_BUCKETS:
-        raise ProblemError(422, f"too many buckets; at most {MAX_BUCKETS}", slug="validation")
     state = get_state(request)
-    # Closed buckets come from the process's cache, the edges from PostgreSQL (api/timeline.py).
-    body = state.timelines.bucketed_json(conn, grant.resident_id, lo, hi, step, kind, state.settings.timezone)
+    step = INTERVALS[interval]
+
+    def load(conn: Any) -> bytes:
+        lo, hi = _window(since, until, timedelta(days=30))
+        if (hi - lo) / step > MAX_BUCKETS:
+            raise ProblemError(422, f"too many buckets; at most {MAX_BUCKETS}", slug="validation")
+        # Closed buckets come from the process's cache, the edges from PostgreSQL (api/timeline.py).
+        return state.timelines.bucketed_json(conn, resident_id, lo, hi, step, kind, state.settings.timezone)
+
+    # The gate's decision, its audit row and the query in one worker-thread hop; no connection held meanwhile.
+    _, body = await gate_and_load(request, ctx, resident_id, Category.SENSOR_EVENTS, load)
     return Response(body, media_type="application/json")
 
 
