@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subscribers", type=int, default=1000, help="0: no fan-out test")
     parser.add_argument("--sse-alerts", type=int, default=5, help="alerts sent to the subscribers, one at a time")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the API")
+    parser.add_argument(
+        "--warmup", type=float, default=6.0, help="seconds of unmeasured load first (pool, backends, caches)"
+    )
     parser.add_argument("--keep-db", action="store_true")
 
 
@@ -432,11 +435,18 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                     [(f"nurse-{n}", ORG, world["timeline"][n % len(world["timeline"])]) for n in range(args.clients)],
                 )
             think = args.think_ms / 1000
+            per_client = [timeline_paths[n % len(timeline_paths)] for n in range(args.clients)]
+            if args.warmup > 0:
+                # Steady state is measured: fresh worker processes open their pools, PostgreSQL backends load
+                # their catalog caches, tokens are verified once and the timeline cache fills.
+                progress(f"warm-up: {args.warmup:.0f} s, not measured")
+                for half in (0, 1):  # every client asks for both: half of them the list first, half the timeline
+                    mixed = [["/v1/alerts?limit=50", per_client[n]][(n + half) % 2] for n in range(args.clients)]
+                    asyncio.run(_load(base, tokens, mixed, args.warmup / 2, think))
             progress(f"alert list: {args.clients} clients for {args.duration:.0f} s (think {args.think_ms:.0f} ms)")
             alert_list = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think, meter))
             progress(f"  {alert_list}")
             progress(f"timeline 30 days hourly: {args.clients} clients for {args.duration:.0f} s")
-            per_client = [timeline_paths[n % len(timeline_paths)] for n in range(args.clients)]
             timeline = asyncio.run(_load(base, tokens, per_client, args.duration, think, meter))
             progress(f"  {timeline}")
             progress(f"saturation (no think time): alert list, {args.clients} clients for 5 s")
@@ -455,6 +465,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             "clients": args.clients,
             "think_ms": args.think_ms,
             "api_workers": args.workers,
+            "warmup_s": args.warmup,
             "alert_list": alert_list,
             "timeline_30d_hourly": timeline,
             "alert_list_saturated": saturated,
