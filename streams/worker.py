@@ -41,7 +41,8 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 from faust.serializers import codecs
-from faust.types import TP, EventT
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP, EventT, Message
 
 from carechain.candidates import AlertCandidate, Feedback
 from carechain.care_plan import CarePlan
@@ -107,6 +108,108 @@ class MonitorState:
         return data
 
 
+BulkHandler = Callable[[list[Message]], Any]
+
+
+class BulkLaneConsumer(AIOKafkaConsumer):
+    """Faust's aiokafka consumer with the bulk lane taken below the per-message stream.
+
+    Faust hands every fetched record to the streams one at a time: two tasks per
+    record (``wait_first`` of the delivery and the flow switch), a decode into a
+    Faust event, a queue, the stream iterator, the take buffer, and an ack per
+    event. For the bulk lane that machinery cost more CPU than the monitors (a
+    profile of ``carechain bench worker``). This consumer takes each fetch
+    (``getmany``, up to ``broker_max_poll_records``) apart: records of every
+    other topic go the ordinary way first — the urgent lane is served before any
+    bulk record of the same fetch — and the bulk topic's records go to the
+    worker in one batch, awaited in the fetch loop (back-pressure: nothing more is
+    fetched until the batch's outputs are durable). The batch's messages are
+    tracked and acked through the consumer like the streams' (``track_message``
+    / ``ack``), so offsets are committed by Faust's own commit (which flushes the
+    producer first) and a rebalance waits for a batch in progress (``wait_empty``).
+
+    A fetch whose flow was stopped (a rebalance) or whose generation is stale is
+    dropped without an ack; Faust seeks back to the committed offsets. Written
+    against faust-streaming 0.15.3 (pinned): ``_drain_messages`` is its fetch loop.
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs under a real Kafka
+        lane: tuple[str, BulkHandler] | None = getattr(self.app, "bulk_lane", None)
+        if lane is None:
+            await super()._drain_messages(fetcher)
+            return
+        bulk_topic, handle_bulk = lane
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                generation = self.app.consumer_generation_id
+                ait = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                bulk: list[Message] = []
+                async for tp, message in ait:
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is not None and offset < r_offset:
+                        continue  # fetched twice (Faust drops these too)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if tp.topic == bulk_topic:
+                        bulk.append(message)
+                    else:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    # As Faust does once a record is handed on: the next record's gap check starts here.
+                    set_read_offset(tp, offset)
+                if not bulk:
+                    continue
+                if not self.flow_active or self.app.consumer_generation_id != generation:
+                    continue  # a rebalance began: not acked, fetched again from the committed offsets
+                await asyncio.sleep(0)  # let the urgent agent take what this fetch delivered first
+                track = self.track_message
+                for message in bulk:
+                    track(message)
+                await handle_bulk(bulk)
+                ack = self.ack
+                for message in bulk:
+                    ack(message)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+
+class WorkerApp(faust.App):
+    """The worker's Faust app: its consumer takes the bulk lane in batches (:class:`BulkLaneConsumer`)."""
+
+    #: (bulk topic, coroutine function taking a list of messages); None = Faust's own stream.
+    bulk_lane: tuple[str, BulkHandler] | None = None
+
+    def _new_consumer(self) -> Any:
+        transport: Any = self.transport
+        return BulkLaneConsumer(
+            transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=transport.loop,
+        )
+
+
 @dataclass
 class WorkerOptions:
     """How the worker runs; defaults are the production ones."""
@@ -120,6 +223,8 @@ class WorkerOptions:
     lateness_s: float = 120.0
     paused: PauseSwitch = field(default_factory=PauseSwitch)
     data_dir: Path | None = None
+    #: Take the bulk lane in fetch-sized batches below Faust's stream (:class:`BulkLaneConsumer`).
+    bulk_fast_path: bool = True
 
 
 @dataclass
@@ -173,7 +278,7 @@ class StreamWorker:
         s, o = self.settings, self.options
         data_dir = o.data_dir or (s.state_dir / "faust" / o.app_id)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        app = faust.App(
+        app = WorkerApp(
             o.app_id,
             broker=f"kafka://{s.kafka_bootstrap}",
             store="memory://",
@@ -195,7 +300,8 @@ class StreamWorker:
             consumer_max_fetch_size=128 * 1024,
             producer_linger=0.005,
             stream_buffer_maxsize=512,
-            broker_max_poll_records=500,
+            # One fetch = one bulk batch on the fast path (the urgent records of a fetch go first).
+            broker_max_poll_records=o.batch_max if o.bulk_fast_path else 500,
             processing_guarantee="at_least_once",
         )
 
@@ -231,7 +337,10 @@ class StreamWorker:
                 yield None
 
         app.agent(self.urgent_topic, name=f"{o.app_id}.urgent")(urgent)
+        # The bulk agent subscribes the topic; on the fast path its records never reach it.
         app.agent(self.events_topic, name=f"{o.app_id}.bulk")(bulk)
+        if o.bulk_fast_path:
+            app.bulk_lane = (s.topic_events, self.handle_bulk)
         app.agent(self.feedback_topic, name=f"{o.app_id}.feedback")(feedback)
         app.timer(o.tick_s, name=f"{o.app_id}.tick")(self.tick)
         app.timer(o.plan_refresh_s, name=f"{o.app_id}.plans")(self.refresh_plans)
@@ -241,14 +350,16 @@ class StreamWorker:
 
     def monitor(self, resident_id: str, home_id: str) -> ResidentMonitor:
         """The resident's monitor: from the state table, or new with their care plan."""
-        m: ResidentMonitor | None = self.state.get(resident_id)
+        held = self.state.data  # the table's local store: reads and holds without a changelog write
+        m: ResidentMonitor | None = held.get(resident_id)
         if m is None:
             m = ResidentMonitor(
                 resident_id, home_id, self._plan(resident_id), self.options.paused, self.options.lateness_s
             )
             self.attached.add(resident_id)
-            # Into the table at once: the next event of this resident in the same batch must find it.
-            self.state[resident_id] = m
+            # Held at once (the next event of this resident in the same batch must find it); the
+            # changelog gets it with the batch's checkpoints, or lazily when only cheap events came.
+            held[resident_id] = m
         elif resident_id not in self.attached:
             # Restored from the changelog: the codec keeps state, not the plan or the switch.
             m.plan = self._plan(resident_id)
@@ -271,15 +382,25 @@ class StreamWorker:
                 self.plan_cache[rid] = found.get(rid) or CarePlan(resident_id=rid)
 
     async def handle(self, batch: Sequence[EventT], urgent: bool) -> None:
-        """One batch of one lane: monitors, then durable outputs, then the iteration ends (ack)."""
+        """One batch of a Faust stream: see :meth:`handle_messages`; the iteration's end acks it."""
+        await self.handle_messages([ev.message for ev in batch], urgent)
+
+    async def handle_bulk(self, messages: list[Message]) -> None:
+        """One fetch of the bulk lane from :class:`BulkLaneConsumer` (which acks it afterwards)."""
+        await self.handle_messages(messages, urgent=False)
+
+    async def handle_messages(self, batch: Sequence[Any], urgent: bool) -> None:
+        """One batch of one lane: monitors, then durable outputs; the caller acks afterwards.
+
+        Each item has the Kafka record's ``value``, ``topic``, ``partition`` and ``offset``.
+        """
         decoded: list[tuple[Event, str, int]] = []
-        for raw in batch:
-            msg = raw.message
+        for msg in batch:
             try:
-                ev = Event.from_json(raw.value)
+                ev = Event.from_json(msg.value)
             except (ValueError, KeyError, TypeError) as exc:
                 self.stats.bad += 1
-                await self._dead_letter(raw.value, type(exc).__name__, str(exc)[:200])
+                await self._dead_letter(msg.value, type(exc).__name__, str(exc)[:200])
                 continue
             decoded.append((ev, f"{msg.topic}/{msg.partition}", msg.offset))
             if not urgent:

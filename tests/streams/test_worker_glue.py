@@ -23,21 +23,39 @@ from tests.streams.conftest import local
 
 @dataclass
 class Message:
+    """A Kafka record as the worker reads it (Faust's ``Message``)."""
+
     topic: str
     partition: int
     offset: int
-
-
-@dataclass
-class Record:
     value: bytes
-    message: Message
+
+
+class Table:
+    """The state table without Kafka: ``data`` is the local store, item writes are checkpoints."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.written: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.written.append(key)
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def items(self) -> Any:
+        return self.data.items()
 
 
 def _worker(tmp_path: Path) -> tuple[StreamWorker, list[AlertCandidate], list[bytes], CountingSink]:
     sink = CountingSink()
     worker = StreamWorker(Settings(state_dir=tmp_path), WorkerOptions(app_id="glue-test", lateness_s=5), sink)
-    worker.state = {}
+    worker.state = Table()
     sent: list[AlertCandidate] = []
     dead: list[bytes] = []
 
@@ -61,8 +79,8 @@ def test_a_new_residents_events_in_one_batch_all_reach_one_monitor(tmp_path: Pat
         home.event(Kind.HEART_RATE, 150.0, t + timedelta(seconds=1)),
         home.heartbeat(t + timedelta(seconds=9)),
     ]
-    batch = [Record(e.to_json(), Message("events", 0, i)) for i, e in enumerate(evs)]
-    asyncio.run(worker.handle(batch, urgent=False))
+    batch = [Message("events", 0, i, e.to_json()) for i, e in enumerate(evs)]
+    asyncio.run(worker.handle_messages(batch, urgent=False))
     m = worker.state["r-1"]
     assert m.events_count == 3
     assert [c.kind for c in sent] == ["vitals_heart_rate"]  # released by the later heartbeat (lateness 5 s)
@@ -73,9 +91,9 @@ def test_a_replayed_batch_is_skipped(tmp_path: Path) -> None:
     worker, sent, _, _ = _worker(tmp_path)
     home = Home()
     fall = home.event(Kind.FALL, True, local(24, 12), room="hall")
-    batch = [Record(fall.to_json(), Message("events.urgent", 2, 7))]
-    asyncio.run(worker.handle(batch, urgent=True))
-    asyncio.run(worker.handle(batch, urgent=True))  # Faust redelivers after a rebalance (#502)
+    batch = [Message("events.urgent", 2, 7, fall.to_json())]
+    asyncio.run(worker.handle_messages(batch, urgent=True))
+    asyncio.run(worker.handle_messages(batch, urgent=True))  # Faust redelivers after a rebalance (#502)
     assert [c.kind for c in sent] == ["fall"]
     assert worker.stats.replayed == 1
 
@@ -85,10 +103,10 @@ def test_bad_input_goes_to_the_dead_letters_and_the_rest_is_handled(tmp_path: Pa
     home = Home()
     fall = home.event(Kind.FALL, True, local(24, 12), room="hall")
     batch = [
-        Record(b"{not json", Message("events.urgent", 0, 1)),
-        Record(fall.to_json(), Message("events.urgent", 0, 2)),
+        Message("events.urgent", 0, 1, b"{not json"),
+        Message("events.urgent", 0, 2, fall.to_json()),
     ]
-    asyncio.run(worker.handle(batch, urgent=True))
+    asyncio.run(worker.handle_messages(batch, urgent=True))
     assert dead == [b"{not json"] and worker.stats.bad == 1
     assert [c.kind for c in sent] == ["fall"]
 
@@ -96,7 +114,8 @@ def test_bad_input_goes_to_the_dead_letters_and_the_rest_is_handled(tmp_path: Pa
 def test_the_state_codec_is_the_monitors_own(tmp_path: Path) -> None:
     worker, _, _, _ = _worker(tmp_path)
     home = Home()
-    asyncio.run(worker.handle([Record(home.heartbeat(local(24, 12)).to_json(), Message("events", 0, 0))], urgent=False))
+    beat = Message("events", 0, 0, home.heartbeat(local(24, 12)).to_json())
+    asyncio.run(worker.handle_messages([beat], urgent=False))
     codec = MonitorCodec()
     raw = codec.dumps(worker.state["r-1"])
     assert raw[:2] == b"\xcc\x4d"
