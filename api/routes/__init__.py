@@ -19,15 +19,17 @@ from api.routes import (
     web,
 )
 
+#: Routes are matched in this order, one router after another: the busiest (the alert list, the timeline) come
+#: first. No path matches two routers (tests/api/test_routes.py), so the order changes nothing else.
 ROUTERS: tuple[APIRouter, ...] = (
     meta.router,
+    alerts.router,
+    observations.router,
     organisations.router,
     residents.router,
     registry.router,
     care.router,
     consents.router,
-    observations.router,
-    alerts.router,
     audit_log.router,
     ai_register.router,
     fhir.router,  # FHIR R4 read for regional record systems (api/fhir*.py)
