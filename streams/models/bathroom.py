@@ -1,25 +1,38 @@
-"""Bathroom visits by day and trips out of bed at night: a sustained rise is a sign of urinary infection.
+"""Signs of a urinary infection: several of the resident's own daily habits and vitals, weighed together.
 
-Night: a *trip* is bed out -> bathroom motion -> bed in within 45 minutes,
-outside the daytime nap hours (10:00-18:00 local), counted for the night it
-belongs to (the local date twelve hours earlier). Counting trips while the
-resident is in bed leaves out the evening routine and visits that straddle two
-15-minute slots. Homes without a bed sensor fall back to night slots with
-bathroom motion. Day: 15-minute slots with bathroom motion outside the night
-hours.
+A urinary infection in an older person shows as more bathroom visits (most of
+all at night), restless nights, often (not always) a raised temperature and
+heart rate, and less activity by day. Each closed day the model compares
+six daily features with the resident's own baseline and turns each into
+evidence (a log-likelihood ratio, "as an infection changes it" against
+"usual"), each with a floor and a cap so that no single feature decides:
 
-Both are counts, so the per-person baseline is a Poisson mean (bounded memory
-of 28 days). Each closed day adds the Poisson log-likelihood ratio of "rate
-raised the way an infection raises it" (night trips x3, day visits x1.5)
-against "usual rate" for the night before and the day itself; a one-sided
-CUSUM (never below zero) sums this over consecutive days, so a rise must be
-sustained — one restless night is drained by ordinary days. A raised body
-temperature (the day's mean from the wristband against the resident's own,
-in SDs with a floor of 0.1 C) is supporting evidence: at most 1.5 a day, so
-fever alone needs three days. An alert needs the sum above the threshold (4.5
-by default). Quiet for the first 7 days. Days when
-the gateway was silent teach nothing. Feedback: "false alarm" raises the
-threshold by 1 (max 10), "true incident" lowers it by 0.5 (min 4.5).
+* **night trips**: bed out -> bathroom motion -> bed in within 45 minutes,
+  outside the daytime nap hours (10:00-18:00 local), counted for the night
+  they belong to (the local date twelve hours earlier); homes without a bed
+  sensor fall back to 15-minute night slots with bathroom motion. Poisson
+  mean, alternative x3.
+* **day visits**: 15-minute slots with bathroom motion outside the night
+  hours. Poisson mean, alternative x1.5.
+* **restless night**: motion while in bed (turning over, sitting up) and
+  getting out of bed without going to the bathroom, per night. Poisson mean,
+  alternative x3.
+* **temperature**: the day's mean body temperature from the wristband, in the
+  resident's own SDs (floor 0.1 C); evidence z - 1, at most 1.5.
+* **resting heart rate**: mean heart rate 00:00-05:00, in the resident's own
+  SDs (floor 1.5 bpm); evidence z - 1, at most 1.5. Temperature and heart rate
+  together at most 2 a day, so a fever alone needs three days.
+* **activity**: log of the day's activity events, in the resident's own SDs
+  (floor 0.05); evidence -z - 1 (a quieter day), at most 1.
+
+A one-sided CUSUM (never below zero) sums the days, so a change must be
+sustained (one restless night is drained by ordinary days); an alert needs the
+sum above the threshold. Quiet for the first 7 days. Days when the gateway was
+silent teach nothing; days of a suspected infection do not teach the baseline.
+Feedback: "false alarm" raises the threshold by 1 (max 10), "true incident"
+lowers it by 0.5 (never below the default). The per-resident state is a
+handful of numbers (river ``stats.Var`` baselines and Poisson means) plus the
+open nights' counts: about 300 bytes encoded.
 """
 
 from __future__ import annotations
@@ -40,32 +53,85 @@ if TYPE_CHECKING:
     from streams.monitor import ResidentMonitor
 
 WARM_UP_DAYS = 7
-DEFAULT_K = 4.5
+DEFAULT_K = 3.5
 MAX_K = 10.0
 MEMORY_DAYS = 28
-#: The alternative the evidence is weighed for: the infection's rise, as published for passive sensors.
-NIGHT_RATIO = 3.0
+#: The alternative the evidence is weighed for: how an infection raises each count.
+NIGHT_RATIO = 2.5
 DAY_RATIO = 1.5
+RESTLESS_RATIO = 3.0
 #: Floors on the learned means: a resident who never gets up at night is not alarmed by one trip.
 MIN_NIGHT_MEAN = 0.5
 MIN_DAY_MEAN = 2.0
+MIN_RESTLESS_MEAN = 0.75
+#: Floor on one count's evidence for a day (against an infection), and a cap (for it).
+MIN_LLR = -0.5
+MAX_LLR = 4.0
+MAX_DAY_LLR = 3.0
+MAX_RESTLESS = 3.0
 TRIP_MAX_S = 45 * 60
 NAP_HOURS = (10, 18)  # bed out in these local hours is a nap, not a night
-#: Days whose evidence is below this teach the baseline (a suspected infection must not).
+#: Resting heart rate: readings in these local hours.
+REST_HOURS = (0, 5)
+#: A suspected infection does not teach the baseline: learn only while the evidence sum stays below this.
 LEARN_BELOW = 1.0
-#: Night trip counts kept (nights still open); older ones are dropped.
+#: Nights / days of counts kept while open; older ones are dropped.
 MAX_NIGHTS = 4
-#: Floor on one count's evidence for a day (against an infection).
-MIN_LLR = -1.0
-#: Fever as supporting evidence: (z - 1) per day, at most this, z in SDs of the daily mean temperature.
-MAX_FEVER = 1.5
+#: Vitals as evidence: an infection raises temperature and resting heart rate in FEVER_SHARE of
+#: older people (by about these many of the resident's own SDs); at most MAX_VITALS a day either way.
+FEVER_SHARE = 0.6
+TEMP_SHIFT_SD = 3.0
+HR_SHIFT_SD = 2.5
+MAX_VITALS = 2.0
+MIN_VITALS = -1.0
+#: Threshold added for a resident without vitals (no wristband readings that day).
+NO_VITALS_EXTRA_K = 1.0
+MAX_Z = 6.0
+MIN_RESTLESS_LLR = -1.0
 MIN_TEMP_SD = 0.1
+MIN_HR_SD = 1.5
 MIN_TEMP_READINGS = 12  # half a day of wristband readings at 30 min
+MIN_HR_READINGS = 12  # an hour at 5 min
+#: Less activity as evidence: (-z - 1), at most this, z in SDs of log activity.
+MAX_ACTIVITY = 1.0
+MIN_ACTIVITY_SD = 0.05
 
 
 def poisson_llr(count: float, mean: float, ratio: float) -> float:
     """Log-likelihood ratio of ``count`` under Poisson(mean * ratio) against Poisson(mean)."""
     return count * math.log(ratio) - mean * (ratio - 1.0)
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return min(hi, max(lo, x))
+
+
+def count_llr(count: float, mean: float, min_mean: float, ratio: float, lo: float, hi: float) -> float:
+    """A day's count as evidence, between ``lo`` and ``hi``.
+
+    For the count the mean is floored at ``min_mean`` (one trip is no news to a resident who
+    never gets up); against it no more than the resident's own mean supports (a quiet sleeper's
+    quiet night is no news either).
+    """
+    llr = poisson_llr(count, max(mean, min_mean), ratio)
+    return _clip(llr, max(lo, -mean * (ratio - 1.0)), hi)
+
+
+def vitals_llr(temp_z: float | None, hr_z: float | None) -> float:
+    """Log-likelihood ratio of the day's temperature and resting heart rate (z against the resident's own).
+
+    The alternative is a mixture: with probability FEVER_SHARE the infection raises both
+    (by TEMP_SHIFT_SD and HR_SHIFT_SD), otherwise neither; so a normal temperature is only
+    weak evidence against an infection (log(1 - FEVER_SHARE) at the least).
+    """
+    x = 0.0
+    if temp_z is not None:
+        x += TEMP_SHIFT_SD * temp_z - TEMP_SHIFT_SD**2 / 2.0
+    if hr_z is not None:
+        x += HR_SHIFT_SD * hr_z - HR_SHIFT_SD**2 / 2.0
+    if temp_z is None and hr_z is None:
+        return 0.0
+    return math.log((1.0 - FEVER_SHARE) + FEVER_SHARE * math.exp(min(x, 30.0)))
 
 
 class PoissonMean:
@@ -90,109 +156,200 @@ class PoissonMean:
 
 
 class BathroomSeries:
-    """Daily (day visits, night trips) -> evidence sum, alert, for the monitor and for backtests."""
+    """Daily features -> evidence sum, alert, for the monitor and for backtests."""
 
-    __slots__ = ("cusum", "day", "days", "k", "night", "temp")
+    __slots__ = ("activity", "cusum", "day", "days", "hr", "k", "night", "restless", "temp")
 
     def __init__(self, k: float = DEFAULT_K) -> None:
         self.day = PoissonMean()
         self.night = PoissonMean()
+        self.restless = PoissonMean()
         self.temp = Baseline(memory=MEMORY_DAYS)  # the day's mean body temperature
+        self.hr = Baseline(memory=MEMORY_DAYS)  # the night's resting heart rate
+        self.activity = Baseline(memory=MEMORY_DAYS)  # log of the day's activity events
         self.days = 0
         self.k = k
         self.cusum = 0.0
 
     def step(
-        self, day_visits: float, night_trips: float, temp: float | None = None
+        self,
+        day_visits: float,
+        night_trips: float,
+        temp: float | None = None,
+        hr: float | None = None,
+        restless: float | None = None,
+        activity: float | None = None,
     ) -> tuple[float, bool, bool, dict[str, float]]:
-        """(score = evidence sum, alert, warm, per-day evidence) for one day; learns it unless it is unusual.
+        """(score = evidence sum, alert, warm, per-feature evidence) for one day; learns it unless unusual.
 
-        ``temp`` is the day's mean body temperature, None without a wristband.
+        ``temp`` is the day's mean body temperature, ``hr`` the resting heart rate (None without a
+        wristband), ``restless`` the night's movements in bed (None without a bed sensor),
+        ``activity`` the day's activity events.
         """
         warm = self.days >= WARM_UP_DAYS
-        ln = ld = fever = 0.0
+        ev = {"llr_night": 0.0, "llr_day": 0.0, "restless": 0.0, "vitals": 0.0, "less_active": 0.0}
         if self.days:
             # Fewer visits than usual is weak evidence against an infection (a count can only fall so far).
-            ln = max(MIN_LLR, poisson_llr(night_trips, max(self.night.mean, MIN_NIGHT_MEAN), NIGHT_RATIO))
-            ld = max(MIN_LLR, poisson_llr(day_visits, max(self.day.mean, MIN_DAY_MEAN), DAY_RATIO))
-        if temp is not None and self.temp.n >= 3:
-            fever = min(MAX_FEVER, max(0.0, self.temp.z(temp, MIN_TEMP_SD) - 1.0))
+            ev["llr_night"] = count_llr(night_trips, self.night.mean, MIN_NIGHT_MEAN, NIGHT_RATIO, MIN_LLR, MAX_LLR)
+            ev["llr_day"] = count_llr(day_visits, self.day.mean, MIN_DAY_MEAN, DAY_RATIO, MIN_LLR, MAX_DAY_LLR)
+            if restless is not None and self.restless.n:
+                ev["restless"] = count_llr(
+                    restless, self.restless.mean, MIN_RESTLESS_MEAN, RESTLESS_RATIO, MIN_RESTLESS_LLR, MAX_RESTLESS
+                )
+        zt = None if temp is None or self.temp.n < 3 else _clip(self.temp.z(temp, MIN_TEMP_SD), -MAX_Z, MAX_Z)
+        zh = None if hr is None or self.hr.n < 3 else _clip(self.hr.z(hr, MIN_HR_SD), -MAX_Z, MAX_Z)
+        ev["vitals"] = _clip(vitals_llr(zt, zh), MIN_VITALS, MAX_VITALS)
+        ev["temp_z"] = 0.0 if zt is None else zt
+        ev["hr_z"] = 0.0 if zh is None else zh
+        log_activity = None if activity is None else math.log1p(max(0.0, activity))
+        if log_activity is not None and self.activity.n >= 3:
+            ev["less_active"] = _clip(-self.activity.z(log_activity, MIN_ACTIVITY_SD) - 1.0, 0.0, MAX_ACTIVITY)
+        total = ev["llr_night"] + ev["llr_day"] + ev["restless"] + ev["vitals"] + ev["less_active"]
         if warm:
-            self.cusum = max(0.0, self.cusum + ln + ld + fever)
-        alert = warm and self.cusum > self.k
-        if not warm or (ln + ld < LEARN_BELOW and fever == 0.0):
+            self.cusum = max(0.0, self.cusum + total)
+        alert = warm and self.cusum > self.threshold(temp is not None or hr is not None)
+        if not warm or (total < LEARN_BELOW and self.cusum < LEARN_BELOW):
             self.day.learn(day_visits)
             self.night.learn(night_trips)
+            if restless is not None:
+                self.restless.learn(restless)
             if temp is not None:
                 self.temp.learn(temp)
+            if hr is not None:
+                self.hr.learn(hr)
+            if log_activity is not None:
+                self.activity.learn(log_activity)
             self.days += 1
-        return self.cusum, alert, warm, {"llr_night": round(ln, 2), "llr_day": round(ld, 2), "fever": round(fever, 2)}
+        return self.cusum, alert, warm, {k: round(v, 2) + 0.0 for k, v in ev.items()}
+
+    def threshold(self, vitals: bool = True) -> float:
+        """The evidence sum that alerts; without a wristband (no vitals, no evidence from them either way)
+        the other signs must say more."""
+        return self.k if vitals else self.k + NO_VITALS_EXTRA_K
 
     def dump(self) -> list[Any]:
-        return [self.days, self.k, round(self.cusum, 4), self.day.dump(), self.night.dump(), self.temp.dump()]
+        return [
+            self.days,
+            self.k,
+            round(self.cusum, 4),
+            self.day.dump(),
+            self.night.dump(),
+            self.temp.dump(),
+            self.restless.dump(),
+            self.hr.dump(),
+            self.activity.dump(),
+        ]
 
     def load(self, raw: list[Any]) -> None:
         self.days, self.k, self.cusum = int(raw[0]), float(raw[1]), float(raw[2])
         self.day.load(raw[3])
         self.night.load(raw[4])
         self.temp.load(raw[5])
+        if len(raw) > 8:  # version 3 state; version 2 learns these afresh
+            self.restless.load(raw[6])
+            self.hr.load(raw[7])
+            self.activity.load(raw[8])
+
+
+def _add(acc: dict[int, list[float]], key: int, value: float) -> None:
+    a = acc.get(key)
+    if a is None:
+        a = acc[key] = [0.0, 0.0]
+        if len(acc) > MAX_NIGHTS:
+            del acc[min(acc)]
+    a[0] += value
+    a[1] += 1
+
+
+def _take_mean(acc: dict[int, list[float]], key: int, min_n: int) -> float | None:
+    """The mean of ``key`` (None with too few values); forgets it and older keys."""
+    a = acc.get(key)
+    for k in [k for k in acc if k <= key]:
+        del acc[k]
+    return None if a is None or a[1] < min_n else a[0] / a[1]
+
+
+def _take_count(acc: dict[int, int], key: int) -> int:
+    n = acc.get(key, 0)
+    for k in [k for k in acc if k <= key]:
+        del acc[k]
+    return n
 
 
 class NightTrips:
-    """Trips out of bed to the bathroom, counted per night (a few small numbers of state)."""
+    """Trips out of bed to the bathroom and restlessness per night, vitals per day (a few small numbers)."""
 
-    __slots__ = ("bath", "has_bed", "nights", "out_at", "temps")
+    __slots__ = ("bath", "has_bed", "hrs", "in_bed", "nights", "out_at", "restless", "temps")
 
     def __init__(self) -> None:
         self.out_at: float | None = None  # epoch of the last bed out, while a trip may be under way
         self.bath = False  # bathroom motion since that bed out
         self.has_bed = False  # a bed sensor has been heard: count trips, not slots
+        self.in_bed = False  # in bed for the night (not a nap)
         self.nights: dict[int, int] = {}  # night (ordinal of its evening) -> trips
+        self.restless: dict[int, int] = {}  # night -> movements in bed and get-ups without a trip
         self.temps: dict[int, list[float]] = {}  # local day -> [sum, count] of body temperatures
+        self.hrs: dict[int, list[float]] = {}  # local day -> [sum, count] of resting heart rates
 
     def bed_out(self, t: float) -> None:
         self.has_bed = True
+        self.in_bed = False
         self.out_at, self.bath = t, False
 
     def bathroom(self, t: float) -> None:
         if self.out_at is not None and self.out_at <= t <= self.out_at + TRIP_MAX_S:
             self.bath = True
 
+    def moved_in_bed(self, night: int) -> None:
+        """Motion (not in the bathroom) while in bed for the night."""
+        if self.in_bed:
+            self._count(self.restless, night)
+
+    def _count(self, acc: dict[int, int], night: int) -> None:
+        acc[night] = acc.get(night, 0) + 1
+        if len(acc) > MAX_NIGHTS:
+            del acc[min(acc)]
+
     def bed_in(self, t: float, night: int, local_hour: int) -> bool:
-        """Back in bed: True (and counted for ``night``) if it closes a night trip to the bathroom."""
+        """Back in bed: True (and counted for ``night``) if it closes a night trip to the bathroom.
+
+        Up and back within the trip time without the bathroom is a restless night's get-up.
+        """
         self.has_bed = True
         out, self.out_at = self.out_at, None
-        if out is None or not self.bath or not 0 <= t - out <= TRIP_MAX_S:
-            return False
         if NAP_HOURS[0] <= local_hour < NAP_HOURS[1]:
+            self.in_bed = False
             return False
-        self.nights[night] = self.nights.get(night, 0) + 1
-        if len(self.nights) > MAX_NIGHTS:
-            del self.nights[min(self.nights)]
+        self.in_bed = True
+        if out is None or not 0 <= t - out <= TRIP_MAX_S:
+            return False
+        if not self.bath:
+            self._count(self.restless, night)
+            return False
+        self._count(self.nights, night)
         return True
 
     def temperature(self, day: int, value: float) -> None:
-        acc = self.temps.get(day)
-        if acc is None:
-            acc = self.temps[day] = [0.0, 0.0]
-            if len(self.temps) > MAX_NIGHTS:
-                del self.temps[min(self.temps)]
-        acc[0] += value
-        acc[1] += 1
+        _add(self.temps, day, value)
+
+    def heart_rate(self, day: int, value: float) -> None:
+        _add(self.hrs, day, value)
 
     def day_temperature(self, day: int) -> float | None:
         """The day's mean body temperature (None with too few readings); forgets it and older days."""
-        acc = self.temps.get(day)
-        for k in [k for k in self.temps if k <= day]:
-            del self.temps[k]
-        return None if acc is None or acc[1] < MIN_TEMP_READINGS else acc[0] / acc[1]
+        return _take_mean(self.temps, day, MIN_TEMP_READINGS)
+
+    def day_heart_rate(self, day: int) -> float | None:
+        """The day's resting heart rate (None with too few readings); forgets it and older days."""
+        return _take_mean(self.hrs, day, MIN_HR_READINGS)
 
     def take(self, night: int) -> int:
         """Trips of ``night``; forgets it and every older night."""
-        n = self.nights.get(night, 0)
-        for k in [k for k in self.nights if k <= night]:
-            del self.nights[k]
-        return n
+        return _take_count(self.nights, night)
+
+    def take_restless(self, night: int) -> int:
+        """Restless movements of ``night``; forgets it and every older night."""
+        return _take_count(self.restless, night)
 
     def dump(self) -> list[Any]:
         return [
@@ -201,6 +358,9 @@ class NightTrips:
             int(self.has_bed),
             [[k, v] for k, v in sorted(self.nights.items())],
             [[k, round(v[0], 2), v[1]] for k, v in sorted(self.temps.items())],
+            int(self.in_bed),
+            [[k, v] for k, v in sorted(self.restless.items())],
+            [[k, round(v[0], 1), v[1]] for k, v in sorted(self.hrs.items())],
         ]
 
     def load(self, raw: list[Any]) -> None:
@@ -208,16 +368,72 @@ class NightTrips:
         self.bath, self.has_bed = bool(raw[1]), bool(raw[2])
         self.nights = {int(k): int(v) for k, v in raw[3]}
         self.temps = {int(k): [float(v), float(n)] for k, v, n in (raw[4] if len(raw) > 4 else [])}
+        if len(raw) > 7:
+            self.in_bed = bool(raw[5])
+            self.restless = {int(k): int(v) for k, v in raw[6]}
+            self.hrs = {int(k): [float(v), float(n)] for k, v, n in raw[7]}
+
+
+def _said(ev: dict[str, float], usual: dict[str, float], f: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """What stood out on the day, in words (English, Swedish), most telling first."""
+    en: list[tuple[float, str, str]] = []
+    if ev["llr_night"] > 0:
+        en.append(
+            (
+                ev["llr_night"],
+                f"{f['night']} {f['what']} at night (usually {usual['night']:.1f})",
+                f"{f['night']} {f['what_sv']} på natten (vanligen {usual['night']:.1f})",
+            )
+        )
+    if ev["llr_day"] > 0:
+        en.append(
+            (
+                ev["llr_day"],
+                f"{f['day']} bathroom visits by day (usually {usual['day']:.1f})",
+                f"{f['day']} toalettbesök på dagen (vanligen {usual['day']:.1f})",
+            )
+        )
+    if ev["restless"] > 0:
+        en.append(
+            (
+                ev["restless"],
+                f"a restless night ({f['restless']} movements in bed, usually {usual['restless']:.1f})",
+                f"en orolig natt ({f['restless']} rörelser i sängen, vanligen {usual['restless']:.1f})",
+            )
+        )
+    if ev["temp_z"] > 1.5 and f["temp"] is not None:
+        en.append(
+            (
+                ev["temp_z"] / 2.0,
+                f"body temperature {f['temp']:.1f} C (usually {usual['temp']:.1f} C)",
+                f"kroppstemperatur {f['temp']:.1f} °C (vanligen {usual['temp']:.1f} °C)",
+            )
+        )
+    if ev["hr_z"] > 1.5 and f["hr"] is not None:
+        en.append(
+            (
+                ev["hr_z"] / 2.0,
+                f"resting heart rate {f['hr']:.0f} (usually {usual['hr']:.0f})",
+                f"vilopuls {f['hr']:.0f} (vanligen {usual['hr']:.0f})",
+            )
+        )
+    if ev["less_active"] > 0:
+        en.append((ev["less_active"], "less active than usual by day", "mindre aktiv än vanligt på dagen"))
+    en.sort(key=lambda x: -x[0])
+    return [e[1] for e in en], [e[2] for e in en]
 
 
 class BathroomVisits(Detector):
     name = "bathroom"
-    version = "2.0"
+    version = "3.0"
     family = Family.CLINICAL
-    purpose = "Flag a sustained rise in bathroom visits by day or trips out of bed at night (urinary infection)."
-    kinds = frozenset({Kind.BED.value, Kind.MOTION.value, Kind.TEMPERATURE.value})
+    purpose = (
+        "Flag signs of a urinary infection: a sustained rise in bathroom visits (most at night), restless nights, "
+        "a raised temperature or resting heart rate and less activity, against the resident's own baseline."
+    )
+    kinds = frozenset({Kind.BED.value, Kind.MOTION.value, Kind.TEMPERATURE.value, Kind.HEART_RATE.value})
     warm_up = f"{WARM_UP_DAYS} days"
-    feedback_effect = "false alarm: evidence threshold +1 (max 10); true incident: -0.5 (min 4.5)"
+    feedback_effect = "false alarm: evidence threshold +1 (max 10); true incident: -0.5 (not below the default)"
     __slots__ = ("_series", "_trips")
 
     def __init__(self) -> None:
@@ -240,12 +456,24 @@ class BathroomVisits(Detector):
     def on_event(self, m: ResidentMonitor, ev: Event, t: float) -> None:
         from streams.monitor import is_bathroom  # the monitor imports this module
 
-        if ev.kind == Kind.MOTION:
-            if ev.value is True and self._trips is not None and self._trips.out_at is not None and is_bathroom(ev.room):
-                self._trips.bathroom(t)
-        elif ev.kind == Kind.TEMPERATURE:
-            if isinstance(ev.value, (int, float)) and not isinstance(ev.value, bool):
-                self.trips.temperature(m.local(t)[0], float(ev.value))
+        kind = ev.kind
+        if kind == Kind.MOTION:
+            trips = self._trips
+            if ev.value is not True or trips is None:
+                return
+            if is_bathroom(ev.room):
+                if trips.out_at is not None:
+                    trips.bathroom(t)
+            elif trips.in_bed:
+                trips.moved_in_bed(m.local(t - 12 * 3600)[0])
+        elif kind == Kind.TEMPERATURE or kind == Kind.HEART_RATE:
+            if not isinstance(ev.value, (int, float)) or isinstance(ev.value, bool):
+                return
+            day, midnight, _ = m.local(t)
+            if kind == Kind.TEMPERATURE:
+                self.trips.temperature(day, float(ev.value))
+            elif REST_HOURS[0] * 3600 <= t - midnight < REST_HOURS[1] * 3600:
+                self.trips.heart_rate(day, float(ev.value))
         elif ev.value == "out":
             self.trips.bed_out(t)
         elif ev.value == "in":
@@ -256,34 +484,64 @@ class BathroomVisits(Detector):
 
     def on_day_closed(self, m: ResidentMonitor, day: Any) -> None:
         assert isinstance(day, Day)
-        trips = self.trips.take(day.ordinal - 1)  # the night that ended this morning
-        temp = self.trips.day_temperature(day.ordinal)
+        tr = self.trips
+        trips = tr.take(day.ordinal - 1)  # the night that ended this morning
+        restless = tr.take_restless(day.ordinal - 1)
+        temp = tr.day_temperature(day.ordinal)
+        hr = tr.day_heart_rate(day.ordinal)
         if day.degraded:
             return
         plan = m.plan
         night_end = plan.night_end.hour * 3600 + plan.night_end.minute * 60
         night_start = plan.night_start.hour * 3600 + plan.night_start.minute * 60
         dv, nv = day.bathroom_visits(night_end, night_start)
-        night = trips if self.trips.has_bed else nv
-        what = "trips out of bed" if self.trips.has_bed else "night visits"
-        what_sv = "toalettbesök ur sängen" if self.trips.has_bed else "toalettbesök på natten"
+        night = trips if tr.has_bed else nv
         s = self.series
-        usual_night, usual_day = s.night.mean, s.day.mean
-        usual_temp = s.temp.mean
-        score, alert, warm, z = s.step(dv, night, temp)
+        usual = {
+            "night": s.night.mean,
+            "day": s.day.mean,
+            "restless": s.restless.mean,
+            "temp": s.temp.mean,
+            "hr": s.hr.mean,
+        }
+        score, alert, warm, z = s.step(dv, night, temp, hr, restless if tr.has_bed else None, day.activity)
         t = day.next_midnight - 1
         if not warm:
             return
-        m.score(self, t, score, s.k, alert, {"day_visits": dv, "night_visits": night, **z})
+        features: dict[str, float | int | str | None] = {
+            "day_visits": dv,
+            "night_visits": night,
+            "restless": restless if tr.has_bed else None,
+            "temperature": None if temp is None else round(temp, 2),
+            "resting_hr": None if hr is None else round(hr, 1),
+            "activity": day.activity,
+            **z,
+        }
+        k = s.threshold(temp is not None or hr is not None)
+        m.score(self, t, score, k, alert, features)
         iso = date.fromordinal(day.ordinal).isoformat()
         open_keys = m.open_keys(self.name)
         if not alert:
-            if open_keys and score < s.k / 2:
+            if open_keys and score < k / 2:
                 for key in open_keys:
-                    m.clear(key, t, "Bathroom visits are back to the usual.", "Toalettbesöken är som vanligt igen.")
+                    m.clear(
+                        key,
+                        t,
+                        "Bathroom visits, nights and vitals are back to the usual.",
+                        "Toalettbesök, nätter och vitalparametrar är som vanligt igen.",
+                    )
             return
         if open_keys:
             return
+        what = "trips out of bed" if tr.has_bed else "visits"
+        what_sv = "toalettbesök ur sängen" if tr.has_bed else "toalettbesök"
+        words, words_sv = _said(
+            z,
+            usual,
+            {"night": night, "day": dv, "restless": restless, "temp": temp, "hr": hr, "what": what, "what_sv": what_sv},
+        )
+        top = "; ".join(words[:3]) or "small changes over several days"
+        top_sv = "; ".join(words_sv[:3]) or "små förändringar under flera dagar"
         start = day.midnight - 86400 * 2
         m.fire(
             self,
@@ -292,29 +550,24 @@ class BathroomVisits(Detector):
             Severity.MEDIUM,
             start,
             t,
-            f"Bathroom visits have been unusually frequent over the last days ({dv} by day on {iso}, {night} {what} "
-            f"the night before, usually {usual_day:.1f} and {usual_night:.1f}); this can be a sign of urinary "
-            "infection.",
-            f"Toalettbesöken har varit ovanligt många de senaste dagarna ({dv} på dagen {iso}, {night} {what_sv} "
-            f"natten innan, vanligen {usual_day:.1f} och {usual_night:.1f}); det kan vara tecken på "
-            "urinvägsinfektion.",
+            f"Over the last days this resident's habits have changed the way a urinary infection changes them "
+            f"({top} on {iso}); please check on them.",
+            f"De senaste dagarna har vanorna ändrats så som vid en urinvägsinfektion ({top_sv} {iso}); "
+            "titta till personen.",
             Evidence(
                 features={
-                    "day_visits": dv,
-                    "night_visits": night,
-                    **z,
-                    "usual_night": round(usual_night, 1),
-                    "usual_day": round(usual_day, 1),
+                    **features,
+                    "usual_night": round(usual["night"], 1),
+                    "usual_day": round(usual["day"], 1),
+                    "usual_restless": round(usual["restless"], 1),
+                    "usual_temperature": round(usual["temp"], 2),
+                    "usual_resting_hr": round(usual["hr"], 1),
                 },
                 score=round(score, 2),
-                threshold=s.k,
+                threshold=k,
                 window_start=clock.to_dt(start),
                 window_end=clock.to_dt(day.next_midnight),
-                contributing=[
-                    f"{night} {what} against usually {usual_night:.1f}",
-                    f"{dv} day visits against usually {usual_day:.1f}",
-                ]
-                + ([f"body temperature {temp:.1f} C against usually {usual_temp:.1f} C"] if z["fever"] > 0 else []),
+                contributing=words or ["evidence summed over several days"],
                 data_quality=m.quality(t),
             ),
         )
