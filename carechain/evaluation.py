@@ -323,6 +323,92 @@ def evaluate(
     return out
 
 
+def _meets(target: Target | None, recall: float, precision: float | None, p95s: Sequence[float]) -> bool | None:
+    if target is None:
+        return None
+    ok = recall >= target.recall
+    if target.precision is not None:
+        ok = ok and precision is not None and precision >= target.precision
+    if target.delay_s is not None:
+        ok = ok and bool(p95s) and max(p95s) <= target.delay_s
+    return ok
+
+
+def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds' results of one set: per incident type the median and the worst over seeds.
+
+    A target counts as met by the median when the median recall (and precision) meet it and every
+    seed's p95 delay is within it; ``worst_meets_target`` asks the same of the worst seed.
+    """
+    types: dict[str, Any] = {}
+    names = sorted({n for r in results for n in r["types"]}, key=lambda n: list(IncidentType).index(IncidentType(n)))
+    for name in names:
+        runs = [r["types"][name] for r in results if name in r["types"]]
+        recalls = [t["recall"] for t in runs]
+        precisions = [t["precision"] for t in runs if t["precision"] is not None]
+        delays = [t["delay_median_s"] for t in runs if t["delay_median_s"] is not None]
+        p95s = [t["delay_p95_s"] for t in runs if t["delay_p95_s"] is not None]
+        target = TARGETS.get(IncidentType(name))
+
+        med_p = statistics.median(precisions) if precisions else None
+        worst_p = min(precisions) if precisions else None
+        types[name] = {
+            "seeds": len(runs),
+            "incidents": sum(t["incidents"] for t in runs),
+            "recall_median": round(statistics.median(recalls), 3),
+            "recall_worst": min(recalls),
+            "precision_median": None if med_p is None else round(med_p, 3),
+            "precision_worst": worst_p,
+            "delay_median_s": None if not delays else round(statistics.median(delays), 1),
+            "delay_p95_worst_s": None if not p95s else max(p95s),
+            "meets_target": _meets(target, statistics.median(recalls), med_p, p95s),
+            "worst_meets_target": _meets(target, min(recalls), worst_p, p95s),
+        }
+    per_week = [r["healthy"]["false_alerts_per_resident_week"] for r in results]
+    weeks = [w for w in per_week if w is not None]
+    return {
+        "set": results[0]["set"] if results else None,
+        "seeds": [r["seed"] for r in results],
+        "types": types,
+        "healthy": {
+            "false_alerts_per_resident_week_median": None if not weeks else round(statistics.median(weeks), 3),
+            "false_alerts_per_resident_week_worst": None if not weeks else max(weeks),
+            "target": FALSE_ALERTS_PER_RESIDENT_WEEK,
+            "meets_target": None if not weeks else statistics.median(weeks) <= FALSE_ALERTS_PER_RESIDENT_WEEK,
+            "worst_meets_target": None if not weeks else max(weeks) <= FALSE_ALERTS_PER_RESIDENT_WEEK,
+        },
+    }
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The multi-seed summary as plain text."""
+
+    def f(v: float | None, digits: int = 2) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    def ok(v: bool | None) -> str:
+        return "-" if v is None else ("MET" if v else "MISSED")
+
+    lines = [
+        f"set {summary['set']}, seeds {summary['seeds']}: median and worst over seeds",
+        f"{'incident':<16} {'recall med/worst':>17} {'precision med/worst':>20} {'delay med s':>12}"
+        f" {'p95 worst s':>12}  median  worst",
+    ]
+    for name, t in summary["types"].items():
+        lines.append(
+            f"{name:<16} {f(t['recall_median']):>8}/{f(t['recall_worst']):<8} "
+            f"{f(t['precision_median']):>10}/{f(t['precision_worst']):<9} {f(t['delay_median_s'], 1):>12}"
+            f" {f(t['delay_p95_worst_s'], 1):>12}  {ok(t['meets_target']):<7} {ok(t['worst_meets_target'])}"
+        )
+    h = summary["healthy"]
+    lines.append(
+        f"healthy residents: false alerts per resident-week median {f(h['false_alerts_per_resident_week_median'], 3)}"
+        f", worst {f(h['false_alerts_per_resident_week_worst'], 3)} (target <= {h['target']})"
+        f"  {ok(h['meets_target'])} {ok(h['worst_meets_target'])}"
+    )
+    return "\n".join(lines)
+
+
 def table(result: dict[str, Any]) -> str:
     """The result as a plain-text table for a human."""
     lines = [
@@ -363,6 +449,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="the short set that runs in CI (< 60 s)")
     parser.add_argument("--set", choices=("quick", "full"), default=None, help="scenario set (default: full)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="run each seed, then the median and worst over them"
+    )
     parser.add_argument("--only", nargs="*", default=None, help="only scenarios whose name starts so (e.g. fall)")
     parser.add_argument("--json", type=str, default=None, help="also write the JSON result to this file")
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run in this many processes")
@@ -374,8 +463,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    result = evaluate(name, args.seed, args.only, progress, max(1, args.jobs))
-    print(table(result), file=sys.stderr, flush=True)
+    if args.seeds:
+        runs = []
+        for seed in args.seeds:
+            runs.append(evaluate(name, seed, args.only, progress, max(1, args.jobs)))
+            print(table(runs[-1]), file=sys.stderr, flush=True)
+        summary = summarize(runs)
+        print(summary_table(summary), file=sys.stderr, flush=True)
+        result: dict[str, Any] = {"summary": summary, "runs": runs}
+    else:
+        result = evaluate(name, args.seed, args.only, progress, max(1, args.jobs))
+        print(table(result), file=sys.stderr, flush=True)
     text = json.dumps(result, indent=2, default=str)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

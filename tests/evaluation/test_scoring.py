@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from carechain.evaluation import Alert, ScenarioResult, score
+from carechain.evaluation import Alert, ScenarioResult, score, summarize
 from carechain.simulation.scenarios import IncidentType, healthy_scenario, incident_scenario
 
 
@@ -48,3 +48,23 @@ def test_a_false_alert_lowers_precision_of_its_type() -> None:
     assert gw["delay_p95_s"] == 40.0
     assert gw["meets_target"] is True  # no precision target for gateways; delay within 60 s
     assert sc.incidents[0].window >= timedelta(minutes=5)
+
+
+def test_several_seeds_give_the_median_and_the_worst() -> None:
+    def run(seed: int, recall: float, precision: float, per_week: float) -> dict[str, object]:
+        t = {"incidents": 20, "recall": recall, "precision": precision, "delay_median_s": 1e5, "delay_p95_s": 2e5}
+        return {
+            "set": "full",
+            "seed": seed,
+            "types": {"infection": t},
+            "healthy": {"false_alerts_per_resident_week": per_week},
+        }
+
+    out = summarize([run(1, 0.95, 0.9, 0.05), run(2, 0.85, 1.0, 0.0), run(3, 0.95, 0.8, 0.15)])
+    inf = out["types"]["infection"]
+    assert out["seeds"] == [1, 2, 3] and inf["incidents"] == 60
+    assert (inf["recall_median"], inf["recall_worst"]) == (0.95, 0.85)
+    assert (inf["precision_median"], inf["precision_worst"]) == (0.9, 0.8)
+    assert inf["meets_target"] is True and inf["worst_meets_target"] is False
+    assert out["healthy"]["false_alerts_per_resident_week_median"] == 0.05
+    assert out["healthy"]["meets_target"] is True and out["healthy"]["worst_meets_target"] is False
