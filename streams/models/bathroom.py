@@ -381,40 +381,40 @@ def _said(ev: dict[str, float], usual: dict[str, float], f: dict[str, Any]) -> t
         en.append(
             (
                 ev["llr_night"],
-                f"{f['night']} {f['what']} at night (usually {usual['night']:.1f})",
-                f"{f['night']} {f['what_sv']} på natten (vanligen {usual['night']:.1f})",
+                f"{f['night']} {f['what']} at night against usually {usual['night']:.1f}",
+                f"{f['night']} {f['what_sv']} på natten mot vanligen {usual['night']:.1f}",
             )
         )
     if ev["llr_day"] > 0:
         en.append(
             (
                 ev["llr_day"],
-                f"{f['day']} bathroom visits by day (usually {usual['day']:.1f})",
-                f"{f['day']} toalettbesök på dagen (vanligen {usual['day']:.1f})",
+                f"{f['day']} bathroom visits by day against usually {usual['day']:.1f}",
+                f"{f['day']} toalettbesök på dagen mot vanligen {usual['day']:.1f}",
             )
         )
     if ev["restless"] > 0:
         en.append(
             (
                 ev["restless"],
-                f"a restless night ({f['restless']} movements in bed, usually {usual['restless']:.1f})",
-                f"en orolig natt ({f['restless']} rörelser i sängen, vanligen {usual['restless']:.1f})",
+                f"a restless night with {f['restless']} movements in bed against usually {usual['restless']:.1f}",
+                f"en orolig natt med {f['restless']} rörelser i sängen mot vanligen {usual['restless']:.1f}",
             )
         )
     if ev["temp_z"] > 1.5 and f["temp"] is not None:
         en.append(
             (
                 ev["temp_z"] / 2.0,
-                f"body temperature {f['temp']:.1f} C (usually {usual['temp']:.1f} C)",
-                f"kroppstemperatur {f['temp']:.1f} °C (vanligen {usual['temp']:.1f} °C)",
+                f"body temperature {f['temp']:.1f} C against usually {usual['temp']:.1f} C",
+                f"kroppstemperatur {f['temp']:.1f} °C mot vanligen {usual['temp']:.1f} °C",
             )
         )
     if ev["hr_z"] > 1.5 and f["hr"] is not None:
         en.append(
             (
                 ev["hr_z"] / 2.0,
-                f"resting heart rate {f['hr']:.0f} (usually {usual['hr']:.0f})",
-                f"vilopuls {f['hr']:.0f} (vanligen {usual['hr']:.0f})",
+                f"resting heart rate {f['hr']:.0f} against usually {usual['hr']:.0f}",
+                f"vilopuls {f['hr']:.0f} mot vanligen {usual['hr']:.0f}",
             )
         )
     if ev["less_active"] > 0:
@@ -550,9 +550,9 @@ class BathroomVisits(Detector):
             Severity.MEDIUM,
             start,
             t,
-            f"Over the last days this resident's habits have changed the way a urinary infection changes them "
-            f"({top} on {iso}); please check on them.",
-            f"De senaste dagarna har vanorna ändrats så som vid en urinvägsinfektion ({top_sv} {iso}); "
+            f"Signs that can mean a urinary infection have added up over the last days ({top}, on {iso}); "
+            "please check on the resident.",
+            f"Tecken som kan betyda urinvägsinfektion har samlats de senaste dagarna ({top_sv}, {iso}); "
             "titta till personen.",
             Evidence(
                 features={
