@@ -121,3 +121,20 @@ def test_the_state_codec_is_the_monitors_own(tmp_path: Path) -> None:
     assert raw[:2] == b"\xcc\x4d"
     restored: Any = codec.loads(raw)
     assert restored.to_bytes() == raw
+
+
+def test_only_significant_changes_are_checkpointed_in_the_batch(tmp_path: Path) -> None:
+    worker, _, _, _ = _worker(tmp_path)
+    t = local(24, 12)
+    quiet, vital = Home(resident_id="r-quiet", home_id="h-quiet"), Home(resident_id="r-vital", home_id="h-vital")
+    batch = [
+        Message("events", 0, 0, quiet.motion(t).to_json()),
+        Message("events", 0, 1, vital.motion(t).to_json()),
+        Message("events", 0, 2, vital.event(Kind.HEART_RATE, 70.0, t + timedelta(seconds=1)).to_json()),
+        Message("events", 0, 3, quiet.heartbeat(t + timedelta(seconds=2)).to_json()),
+    ]
+    asyncio.run(worker.handle_messages(batch, urgent=False))
+    table: Any = worker.state
+    assert set(table.data) == {"r-quiet", "r-vital"}  # both held at once
+    assert table.written == ["r-vital"]  # a reading waiting for ordering is in the changelog before the ack
+    assert set(worker.lazy) == {"r-quiet"}  # motion and heartbeats only: checkpointed lazily
