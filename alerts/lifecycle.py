@@ -84,6 +84,9 @@ class Policy:
     group_window: timedelta = timedelta(minutes=30)  # a related alert in the same home joins the group
     flap_changes: int = 4  # this many fire/clear changes ...
     flap_window: timedelta = timedelta(minutes=30)  # ... within this window: flapping
+    # A fall or a call for help is never muted as flapping: each one is a person who needs help now
+    # (four falls in half an hour are an emergency, not a noisy sensor).
+    never_flapping: frozenset[str] = frozenset({"fall", "alarm"})
     # Minimum duration before the first notification, for kinds that come and go (hysteresis).
     min_duration: dict[str, timedelta] = field(
         default_factory=lambda: {

@@ -193,7 +193,9 @@ class AlertService:
         return None, {}, recent
 
     def _flap(self, c: AlertCandidate, pre: store.Prefetch, now: datetime) -> tuple[bool, bool]:
-        """Count a state change; returns (flapping, became flapping now)."""
+        """Count a state change; returns (flapping, became flapping now). Falls and alarms never flap."""
+        if c.kind in self.policy.never_flapping:
+            return False, False
         new, became = record_change(pre.flap, now, self.policy)
         store.save_flap_state(self.conn, c.resident_id, c.kind, new, now)
         return new.flapping, became

@@ -183,6 +183,18 @@ def test_flapping_marked_and_notified_once(conn: psycopg.Connection[Any]) -> Non
     assert last == ("flapping",)
 
 
+def test_falls_are_never_muted_as_flapping(conn: psycopg.Connection[Any]) -> None:
+    world(conn)
+    svc = AlertService(conn, Policy(flap_changes=4, flap_window=timedelta(minutes=30), min_duration={}))
+    for i in range(6):
+        t = later(i * 2)
+        svc.handle(candidate(kind="fall", key=f"fall{i}", at=t), t)
+    rows = conn.execute("SELECT suppressed_by FROM alerts WHERE kind = 'fall' ORDER BY id").fetchall()
+    assert rows == [(None,)] * 6
+    ops = conn.execute("SELECT count(*) FROM notification_outbox WHERE channel = 'operator'").fetchone()
+    assert ops == (0,)
+
+
 def test_reopen_within_window_else_new(conn: psycopg.Connection[Any]) -> None:
     world(conn)
     svc = AlertService(conn, Policy(reopen_window=timedelta(minutes=30)))
