@@ -168,6 +168,23 @@ def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) ->
     return ids
 
 
+_APPEND = "SELECT id FROM audit_append(%s::text[]) AS id"
+
+
+def append_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
+    """:func:`record_many` as one statement, the SQL function ``audit_append`` of migration 0300 (same rows, same
+    hashes): one round trip, and the chain lock held only while PostgreSQL appends and commits, not across the
+    client's round trips (with several API processes appending, that wait was most of a request's latency).
+
+    For an autocommit connection (the statement is its own transaction, durable when this returns).
+    """
+    if not entries:
+        return []
+    at = datetime.now(UTC)
+    bodies = [body({"id": 0, **_content(e, at), "prev_hash": ""}) for e in entries]
+    return [int(r[0]) for r in conn.execute(_APPEND, (bodies,)).fetchall()]
+
+
 def record(
     conn: psycopg.Connection[Any],
     ctx: UserContext | None,
@@ -205,7 +222,8 @@ class AuditWriter:
 
     Every append waits for a WAL flush (the row must be durable before the data leave the API), and the chain
     lock is held until then; one writer thread appending whatever has queued while the previous flush ran
-    turns N flushes into one. Callers block (or await) until their rows are durable.
+    turns N flushes into one, in one statement (:func:`append_many`). Callers block (or await) until their
+    rows are durable.
     """
 
     def __init__(self, database_url: str, max_batch: int = 5000) -> None:
@@ -283,7 +301,7 @@ class AuditWriter:
                 return  # stopped and drained
             flat = [e for entries, _ in batch for e in entries]
             try:
-                ids = record_many(self._connection(), flat)
+                ids = append_many(self._connection(), flat)
             except Exception as e:  # every waiting request fails with it: no data leave without their row
                 self._close()
                 for _, fut in batch:
