@@ -89,5 +89,14 @@ class CandidateConsumer:
             self._c.commit()
         return len(cands)
 
+    def rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset: the uncommitted batch is read again."""
+        for tp in self._c.assignment():
+            committed = self._c.committed(tp)
+            if committed is None:
+                self._c.seek_to_beginning(tp)
+            else:
+                self._c.seek(tp, committed)
+
     def close(self) -> None:
         self._c.close()

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import psycopg
 
 from alerts.dispatch import Dispatcher
 from alerts.lifecycle import Policy
-from alerts.service import AlertService
+from alerts.service import AlertService, DatabaseLost
 from carechain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,40 @@ class AlertServiceRunner:
     def _consumer(self) -> None:
         from alerts.kafka import CandidateConsumer, FeedbackProducer
 
-        with self._connect() as conn:
-            svc = AlertService(conn, self.policy)
-            producer = FeedbackProducer(self.settings)
-            consumer = CandidateConsumer(self.settings, producer)
+        producer = FeedbackProducer(self.settings)
+        consumer = CandidateConsumer(self.settings, producer)
+        try:
+            while not self.stop.is_set():
+                conn = self._connect_when_up()
+                if conn is None:
+                    return
+                try:
+                    apply = partial(AlertService(conn, self.policy).handle_batch, clock=self.clock)
+                    while not self.stop.is_set():
+                        consumer.run_once(apply)
+                except DatabaseLost as e:
+                    # A database outage is no reason to leave the Kafka group: rewind to the committed offsets
+                    # and replay on a new connection (chaos run: a new consumer that joined right after the
+                    # old one left never got its partitions back from kafka-python, and every fall was missed).
+                    log.warning("consumer: %s; rewinding and reconnecting", e)
+                    consumer.rewind()
+                finally:
+                    conn.close()
+        finally:
+            consumer.close()
+            producer.close()
+
+    def _connect_when_up(self) -> psycopg.Connection[object] | None:
+        """A new connection, retried with back-off while the database is away (None once stopped)."""
+        delay = 0.5
+        while not self.stop.is_set():
             try:
-                while not self.stop.is_set():
-                    consumer.run_once(lambda cands: svc.handle_batch(cands, self.clock))
-            finally:
-                consumer.close()
-                producer.close()
+                return self._connect()
+            except psycopg.OperationalError as e:
+                log.warning("consumer: database unavailable (%s); retrying in %.1fs", type(e).__name__, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+        return None
 
     def _escalation(self) -> None:
         with self._connect() as conn:
