@@ -48,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load (faults spread over it)")
     parser.add_argument("--homes", type=int, default=200)
     parser.add_argument("--batch", type=int, default=20, help="readings per MQTT message")
-    # 3 s: ~200 falls over the nurse's 100 residents in 10 minutes, so no one falls 4 times in 30 minutes
-    # (the alert service mutes that as flapping by design; run 3 counted those as missed).
-    parser.add_argument("--fall-every-s", type=float, default=3.0)
+    parser.add_argument("--fall-every-s", type=float, default=2.0)
     parser.add_argument("--cut-s", type=float, default=60.0, help="how long the gateway is cut off")
     parser.add_argument("--faults", default=",".join(FAULTS), help="which faults, in this order")
     parser.add_argument("--recovery-timeout-s", type=float, default=180.0)
