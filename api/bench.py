@@ -344,57 +344,66 @@ async def _fanout(
 ) -> dict[str, Any]:
     received: dict[int, list[float]] = {}
     connected = 0
-    limits = httpx.Limits(max_connections=n_subscribers + 10, max_keepalive_connections=0)
-    timeout = httpx.Timeout(30, read=120)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as c:
+    host, _, port = base.removeprefix("http://").partition(":")
+    # One raw HTTP/1.1 connection per subscriber (httpx's per-line cost delayed the client's own reading).
 
-        async def subscriber(i: int) -> None:
-            nonlocal connected
-            headers = {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
-            async with c.stream("GET", "/v1/alerts/stream", headers=headers) as r:
-                connected += 1
-                async for line in r.aiter_lines():
-                    if line.startswith("id: "):
-                        received.setdefault(int(line[4:]), []).append(time.perf_counter())
-
-        tasks = [asyncio.create_task(subscriber(i)) for i in range(n_subscribers)]
-        deadline = time.monotonic() + 60
-        while connected < n_subscribers and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        progress(f"{connected} subscribers connected")
-        await asyncio.sleep(1.0)
-        latencies: list[float] = []
-        complete = 0
-        sent: list[tuple[int, float]] = []
-        with psycopg.connect(url, autocommit=True) as conn:
-            for _ in range(n_alerts):
-                with conn.transaction():
-                    a = conn.execute(
-                        "INSERT INTO alerts (resident_id, kind, family, severity, status, responsible_org_id)"
-                        " VALUES (%s, 'fall', 'welfare', 'critical', 'proposed', %s) RETURNING id",
-                        (resident, ORG),
-                    ).fetchone()
-                    assert a is not None
-                    e = conn.execute(
-                        "INSERT INTO alert_events (alert_id, type) VALUES (%s, 'proposed') RETURNING id", (a[0],)
-                    ).fetchone()
-                    assert e is not None
-                    conn.execute("SELECT pg_notify('carechain_alert_events', %s)", (str(e[0]),))
-                t_commit = time.perf_counter()
-                sent.append((int(e[0]), t_commit))
-                await asyncio.sleep(2.0)
-        for eid, t_commit in sent:
-            times = received.get(eid, [])
-            latencies += [(t - t_commit) * 1000 for t in times]
-            if len(times) >= n_subscribers:
-                complete += 1
-            progress(
-                f"alert event {eid}: {len(times)}/{n_subscribers} subscribers, slowest "
-                f"{max(((t - t_commit) * 1000 for t in times), default=float('nan')):.0f} ms"
+    async def subscriber(i: int) -> None:
+        nonlocal connected
+        reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 20)
+        try:
+            writer.write(
+                f"GET /v1/alerts/stream HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+                f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n\r\n".encode()
             )
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b" 200 " not in head.split(b"\r\n", 1)[0]:
+                return
+            connected += 1
+            # Chunked SSE: every event is one chunk; its "id: N" line is all that is timed.
+            while line := await reader.readline():
+                if line.startswith(b"id: "):
+                    received.setdefault(int(line[4:]), []).append(time.perf_counter())
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(subscriber(i)) for i in range(n_subscribers)]
+    deadline = time.monotonic() + 60
+    while connected < n_subscribers and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    progress(f"{connected} subscribers connected")
+    await asyncio.sleep(1.0)
+    latencies: list[float] = []
+    complete = 0
+    sent: list[tuple[int, float]] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(n_alerts):
+            with conn.transaction():
+                a = conn.execute(
+                    "INSERT INTO alerts (resident_id, kind, family, severity, status, responsible_org_id)"
+                    " VALUES (%s, 'fall', 'welfare', 'critical', 'proposed', %s) RETURNING id",
+                    (resident, ORG),
+                ).fetchone()
+                assert a is not None
+                e = conn.execute(
+                    "INSERT INTO alert_events (alert_id, type) VALUES (%s, 'proposed') RETURNING id", (a[0],)
+                ).fetchone()
+                assert e is not None
+                conn.execute("SELECT pg_notify('carechain_alert_events', %s)", (str(e[0]),))
+            t_commit = time.perf_counter()
+            sent.append((int(e[0]), t_commit))
+            await asyncio.sleep(2.0)
+    for eid, t_commit in sent:
+        times = received.get(eid, [])
+        latencies += [(t - t_commit) * 1000 for t in times]
+        if len(times) >= n_subscribers:
+            complete += 1
+        progress(
+            f"alert event {eid}: {len(times)}/{n_subscribers} subscribers, slowest "
+            f"{max(((t - t_commit) * 1000 for t in times), default=float('nan')):.0f} ms"
+        )
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     worst = [max((t - tc) * 1000 for t in received.get(eid, [tc])) for eid, tc in sent]
     return {
         "subscribers": n_subscribers,
