@@ -7,6 +7,7 @@ Prometheus ``/metrics``, the local issuer's JWKS, and the live alert stream.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -121,6 +122,10 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
             log.warning("organisations not loaded at start-up: %s", type(e).__name__)
         audit_writer.start()
         await stream.start(pool, audit_writer)
+        # Everything built so far (app, routes, models, modules) lives as long as the process: keep it out of the
+        # cyclic collector's full passes, which otherwise walk it again and again under load.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
