@@ -58,6 +58,8 @@ CREATE TRIGGER audit_log_pruned_append_only BEFORE UPDATE OR DELETE OR TRUNCATE 
 -- On TimescaleDB, create_hypertable(migrate_data => true) moves existing rows into chunks and then
 -- truncates the parent: the TRUNCATE trigger is off for that, inside this migration's transaction only.
 ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate;
-SELECT cc_make_hypertable('audit_log', 'at', cc_setting('chunk_audit_log', interval '30 days'));
+-- Large chunks, no compression: every append reads the chain's head (ORDER BY id DESC LIMIT 1, no time
+-- column), which visits every chunk; compressed chunks made it ~10x slower (docs/storage.md).
+SELECT cc_make_hypertable('audit_log', 'at', cc_setting('chunk_audit_log', interval '180 days'));
 ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_truncate;
 -- The keep is registered by 0351, after cc_retention() learnt not to add a policy job for the audit log.
