@@ -57,7 +57,7 @@ def test_hypertables_aggregates_and_policies(ts: psycopg.Connection) -> None:
     procs = [r[0] for r in ts.execute("SELECT proc_name FROM timescaledb_information.jobs WHERE job_id >= 1000")]
     assert procs.count("policy_refresh_continuous_aggregate") == 3
     assert procs.count("policy_retention") == 6  # observations, scores, three summaries, alert_events (0250)
-    assert procs.count("policy_compression") == 3  # observations, scores, alert_events (0250)
+    assert procs.count("policy_compression") == 2  # observations, scores (not alert_events, 0250)
     ret = ts.execute(
         "SELECT config->>'drop_after' FROM timescaledb_information.jobs"
         " WHERE proc_name = 'policy_retention' AND hypertable_name = 'observations'"
