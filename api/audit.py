@@ -173,7 +173,7 @@ def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) ->
     return ids
 
 
-_APPEND = "SELECT id FROM audit_append(%s::text[]) AS id"
+_APPEND = "SELECT id FROM audit_append(%b::text[]) AS id"  # binary: no per-character array escaping
 
 
 def append_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
