@@ -180,10 +180,7 @@ class BulkLaneConsumer(AIOKafkaConsumer):
                 track = self._unacked_messages.add
                 for message in bulk:
                     track(message)
-                await handle_bulk(bulk)
-                ack = self.ack
-                for message in bulk:
-                    ack(message)
+                await handle_bulk(bulk)  # acks them once their effects are durable (see StreamWorker.handle_bulk)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -199,6 +196,13 @@ class WorkerApp(faust.App):
 
     #: (bulk topic, coroutine function taking a list of messages); None = Faust's own stream.
     bulk_lane: tuple[str, BulkHandler] | None = None
+    #: Called before a rebalance waits for unacked messages: checkpoints and acks held bulk records.
+    before_wait_empty: Callable[[], Any] | None = None
+
+    async def _consumer_wait_empty(self, consumer: Any, timeout: Any) -> None:
+        if self.before_wait_empty is not None:
+            await self.before_wait_empty()
+        await super()._consumer_wait_empty(consumer, timeout)
 
     def _new_consumer(self) -> Any:
         transport: Any = self.transport
@@ -227,6 +231,11 @@ class WorkerOptions:
     data_dir: Path | None = None
     #: Take the bulk lane in fetch-sized batches below Faust's stream (:class:`BulkLaneConsumer`).
     bulk_fast_path: bool = True
+    #: Fast path: every monitor the bulk lane changed is checkpointed at most this often, and the
+    #: records are acked only then (held back); a monitor that raised a candidate at once.
+    checkpoint_s: float = 5.0
+    #: Fast path: checkpoint early when this many bulk records wait for their ack.
+    checkpoint_max_records: int = 100_000
 
 
 @dataclass
@@ -272,6 +281,12 @@ class StreamWorker:
         self.bulk_position: dict[int, int] = {}
         self.bulk_clock: dict[int, datetime] = {}
         self._lagging: set[int] = set()
+        # Fast path: monitors changed by the bulk lane since the last checkpoint, and the records
+        # whose acks wait for it.
+        self.dirty: dict[str, ResidentMonitor] = {}
+        self.unacked: list[Any] = []  # Faust Messages
+        self.last_checkpoint = time.monotonic()
+        self._checkpointing = asyncio.Lock()
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- faust
@@ -343,6 +358,7 @@ class StreamWorker:
         app.agent(self.events_topic, name=f"{o.app_id}.bulk")(bulk)
         if o.bulk_fast_path:
             app.bulk_lane = (s.topic_events, self.handle_bulk)
+            app.before_wait_empty = self.checkpoint_bulk
         app.agent(self.feedback_topic, name=f"{o.app_id}.feedback")(feedback)
         app.timer(o.tick_s, name=f"{o.app_id}.tick")(self.tick)
         app.timer(o.plan_refresh_s, name=f"{o.app_id}.plans")(self.refresh_plans)
@@ -400,14 +416,52 @@ class StreamWorker:
         """One batch of a Faust stream: see :meth:`handle_messages`; the iteration's end acks it."""
         await self.handle_messages([ev.message for ev in batch], urgent)
 
-    async def handle_bulk(self, messages: list[Message]) -> None:
-        """One fetch of the bulk lane from :class:`BulkLaneConsumer` (which acks it afterwards)."""
-        await self.handle_messages(messages, urgent=False)
+    async def handle_bulk(self, messages: list[Any]) -> None:
+        """One fetch of the bulk lane from :class:`BulkLaneConsumer`; acked at the next checkpoint.
 
-    async def handle_messages(self, batch: Sequence[Any], urgent: bool) -> None:
+        Observations are stored and candidates sent (with their monitors checkpointed) before
+        this returns, as on every lane. The other changed monitors are checkpointed together
+        every ``checkpoint_s`` (a resident with many events in that time is written once,
+        not once per batch), and the records are acked only after that: the offsets Faust
+        commits never pass a change that is not in the changelog. A crash replays the
+        records since the last checkpoint; the monitors skip what their restored state
+        already applied (source offsets).
+        """
+        await self.handle_messages(messages, urgent=False, defer=True)
+        self.unacked.extend(messages)
+        if (
+            time.monotonic() - self.last_checkpoint >= self.options.checkpoint_s
+            or len(self.unacked) >= self.options.checkpoint_max_records
+            or not getattr(self.app.consumer, "flow_active", True)  # a rebalance waits for these acks
+        ):
+            await self.checkpoint_bulk()
+
+    async def checkpoint_bulk(self) -> None:
+        """Write the bulk lane's changed monitors to the table, then ack the records held back.
+
+        Called from the fetch loop, the timer, and before a rebalance waits for acks (so a
+        revoked partition's changes reach the changelog before its new owner restores it).
+        """
+        async with self._checkpointing:
+            dirty, self.dirty = self.dirty, {}
+            unacked, self.unacked = self.unacked, []
+            self.last_checkpoint = time.monotonic()
+            for i, (rid, m) in enumerate(dirty.items()):
+                self.state[rid] = m
+                self.lazy.pop(rid, None)
+                if i % 500 == 499:
+                    await asyncio.sleep(0)  # let the urgent lane in
+            self.stats.checkpoints += len(dirty)
+            ack = self.app.consumer.ack
+            for message in unacked:
+                ack(message)
+
+    async def handle_messages(self, batch: Sequence[Any], urgent: bool, defer: bool = False) -> None:
         """One batch of one lane: monitors, then durable outputs; the caller acks afterwards.
 
         Each item has the Kafka record's ``value``, ``topic``, ``partition`` and ``offset``.
+        ``defer``: changed monitors go to ``dirty`` for :meth:`checkpoint_bulk` (except
+        those that raised candidates: checkpointed now, so an incident key is never lost).
         """
         decoded: list[tuple[Event, str, int]] = []
         for msg in batch:
@@ -435,8 +489,13 @@ class StreamWorker:
                 continue
             result = m.process(ev)
             out.extend(result)
-            if result.candidates or urgent or ev.kind not in CHEAP_KINDS:
+            if result.candidates or urgent:
                 significant[ev.resident_id] = m
+            elif ev.kind not in CHEAP_KINDS:
+                if defer:
+                    self.dirty[ev.resident_id] = m
+                else:
+                    significant[ev.resident_id] = m
             elif ev.resident_id not in self.lazy:
                 self.lazy[ev.resident_id] = (m, time.monotonic())
         self.stats.events += len(decoded)
@@ -452,6 +511,7 @@ class StreamWorker:
         for rid, m in changed.items():
             self.state[rid] = m
             self.lazy.pop(rid, None)
+            self.dirty.pop(rid, None)
         self.stats.checkpoints += len(changed)
 
     async def _send_candidates(self, candidates: list[AlertCandidate]) -> None:
@@ -511,6 +571,8 @@ class StreamWorker:
     async def tick(self) -> None:
         """Deadlines: every monitor this worker holds ticks; lazy changes are checkpointed."""
         start = time.monotonic()
+        if (self.unacked or self.dirty) and start - self.last_checkpoint >= self.options.checkpoint_s:
+            await self.checkpoint_bulk()  # the bulk lane went quiet: its last records are acked here
         now = self.clock()
         partition_now = self._partition_now(now)
         assigned = self._assigned()

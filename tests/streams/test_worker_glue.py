@@ -138,3 +138,43 @@ def test_only_significant_changes_are_checkpointed_in_the_batch(tmp_path: Path) 
     assert set(table.data) == {"r-quiet", "r-vital"}  # both held at once
     assert table.written == ["r-vital"]  # a reading waiting for ordering is in the changelog before the ack
     assert set(worker.lazy) == {"r-quiet"}  # motion and heartbeats only: checkpointed lazily
+
+
+class Consumer:
+    """Records acks as Faust's consumer would take them (offsets committed only when acked)."""
+
+    flow_active = True
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    def ack(self, message: Message) -> bool:
+        self.acked.append(message.offset)
+        return True
+
+
+def test_bulk_records_are_acked_only_after_their_monitors_are_checkpointed(tmp_path: Path) -> None:
+    worker, sent, _, sink = _worker(tmp_path)
+    consumer = Consumer()
+    worker.app.consumer = consumer  # type: ignore[assignment]
+    worker.options.checkpoint_s = 3600.0  # only the explicit checkpoint below
+    home = Home()
+    t = local(24, 12)
+    first = [
+        Message("events", 0, 0, home.heartbeat(t).to_json()),
+        Message("events", 0, 1, home.event(Kind.HEART_RATE, 71.0, t + timedelta(seconds=1)).to_json()),
+    ]
+    second = [Message("events", 0, 2, home.event(Kind.HEART_RATE, 72.0, t + timedelta(seconds=2)).to_json())]
+    table: Any = worker.state
+
+    async def run() -> None:
+        await worker.handle_bulk(first)
+        await worker.handle_bulk(second)
+        assert sink.observations == 3  # observations are stored at once, as on every lane
+        assert consumer.acked == [] and table.written == []  # held back: nothing in the changelog yet
+        await worker.checkpoint_bulk()
+
+    asyncio.run(run())
+    assert table.written == ["r-1"]  # one checkpoint for the resident's two readings
+    assert consumer.acked == [0, 1, 2]  # then every record of both batches
+    assert not worker.dirty and not worker.unacked and not sent
