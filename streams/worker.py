@@ -5,23 +5,26 @@ around :class:`~streams.monitor.ResidentMonitor`; everything they decide is
 decided there.
 
 Lanes. ``events.urgent`` (falls, alarms, the medication robot, gateway status)
-has its own agent that handles each event alone, at once; ``events`` (bulk
-telemetry) is handled in batches (``take_events``). Both topics are consumed
-by one Faust consumer that hands records to the agents partition by partition
-in turn (round-robin), and the bulk agent's buffer is kept small
-(``stream_buffer_maxsize``), so an urgent event waits for at most one bulk
-batch — never for the bulk backlog. ``carechain bench worker`` measures it.
+has its own agent that handles each event alone, at once. ``events`` (bulk
+telemetry) is taken below Faust's per-message stream (:class:`BulkLaneConsumer`):
+each fetch of the one Faust consumer is split, its urgent records handed to the
+urgent agent first, its bulk records handled as one batch in the fetch loop. The
+prefetch per partition is kept small, so an urgent event waits for at most one
+fetch — never for the bulk backlog. ``carechain bench worker`` measures it.
+(``WorkerOptions.bulk_fast_path=False`` restores Faust's own ``take_events`` agent.)
 
-Durability. Offsets move on only after the outputs are durable. Faust acks a
-``take_events`` batch (and an urgent event) when the agent's iteration ends,
-and before committing offsets it flushes the producer. Inside the iteration
+Durability. Offsets move on only after the outputs are durable: Faust commits
+acked offsets only, and flushes the producer before it commits. For every batch
 the worker (1) stores observations and scores through the storage writer,
-synchronously; (2) sends alert candidates to ``alerts`` (key = resident);
-(3) writes the changed monitors to the state table (changelog, explicit
-codec). A monitor that only counted motion or heartbeats is checkpointed
-lazily (within ``lazy_checkpoint_s``, 60 s): a crash can lose that minute of
-counts and "last heard" times, never an alert, an incident key or an event
-waiting for ordering.
+synchronously; (2) sends alert candidates to ``alerts`` (key = resident) and
+awaits them, and writes the monitors that raised them to the state table
+(changelog, explicit codec) at once; (3) on the bulk fast path, writes the
+monitors changed by other readings at the next checkpoint (every
+``checkpoint_s``, 5 s: a resident with many readings is written once) and acks
+the records only after it; the urgent lane writes at once and acks at once. A
+monitor that only counted motion or heartbeats is checkpointed lazily (within
+``lazy_checkpoint_s``, 60 s): a crash can lose that minute of counts and "last
+heard" times, never an alert, an incident key or an event waiting for ordering.
 Replays after a restart or rebalance (faust #502) are recognised per resident
 by source offset and skipped, and incident keys live in the state, so one
 incident never produces two candidates.
