@@ -312,15 +312,21 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
         admin.close()
 
     # events/s: the steady part between 10% and 90% of the backlog
+    # The worker commits in steps (its checkpoints, every few seconds), so both ends are the
+    # first sample that saw their committed value: a step's plateau does not count as work.
     moving = [s for s in samples if 0.1 * count <= s[1] <= 0.9 * count]
     rate = cpu_rate = None
     if len(moving) >= 2:
-        rate = (moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
-        used = moving[-1][2] - moving[0][2]
-        cpu_rate = (moving[-1][1] - moving[0][1]) / used if used > 0 else None
-    first = next((t for t, n, _ in samples if n > 0), None)
+        begin = moving[0]
+        end = next(s for s in moving if s[1] == moving[-1][1])
+        if end[0] > begin[0] and end[1] > begin[1]:
+            rate = (end[1] - begin[1]) / (end[0] - begin[0])
+            used = end[2] - begin[2]
+            cpu_rate = (end[1] - begin[1]) / used if used > 0 else None
+    first = next(((t, n) for t, n, _ in samples if n > 0), None)
     last = next((t for t, n, _ in samples if n >= count), None)
-    overall = count / (last - first) if first and last and last > first else None
+    # From the first commit on (the events it covered were handled before it was seen).
+    overall = (count - first[1]) / (last - first[0]) if first and last and last > first[0] else None
     delays = []
     fall_ms = []
     keys = [a["incident_key"] + "#" + a["state"] for _, a in alerts]
