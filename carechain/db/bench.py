@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reuse",
         metavar="DATABASE",
-        help="use a database kept by an earlier --keep run (same --residents/--days): migrate it, skip the load;"
-        " kept afterwards",
+        help="use a database kept by an earlier --keep run (same --residents/--days): migrate it, take out the"
+        " fresh rows the earlier run ingested, skip the load; kept afterwards",
     )
 
 
@@ -245,6 +245,15 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         start = now - timedelta(days=args.days)
         if reuse:
             with psycopg.connect(dsn, autocommit=True) as conn:
+                # Back to "history loaded": the fresh rows an earlier run ingested go, so every run
+                # writes into the same state (not into a day partition grown by each run).
+                if conn.execute("SELECT to_regclass('bench_fresh') IS NOT NULL").fetchone() == (True,):
+                    conn.execute(
+                        "DELETE FROM observations o USING bench_fresh f"
+                        " WHERE o.resident_id = f.resident_id AND o.ts = f.ts AND o.event_id = f.event_id"
+                    )
+                    conn.execute("DROP TABLE bench_fresh")
+                    conn.execute("VACUUM ANALYZE observations")
                 n = conn.execute("SELECT count(*) FROM observations").fetchone()
                 size = conn.execute(_SIZE).fetchone()
                 if mig.applied:
@@ -279,6 +288,12 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
             replayed = writer.write_events(fresh[: args.batch])
             replay_s = time.perf_counter() - t1
         rows = [observation_row(e, False) for e in fresh]
+        if args.keep or reuse:  # remember them, for the next --reuse to take them out again
+            with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS bench_fresh (resident_id text, ts timestamptz, event_id text)")
+                with cur.copy("COPY bench_fresh (resident_id, ts, event_id) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row((row[1], row[8], row[0]))
         with psycopg.connect(dsn) as conn:
             conn.execute("DROP TABLE IF EXISTS bench_raw")
             conn.execute("CREATE TABLE bench_raw (LIKE observations INCLUDING DEFAULTS)")
