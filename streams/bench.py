@@ -315,6 +315,8 @@ def bench_kafka(settings: Settings, residents: int, count: int, falls: int, seed
     # The worker commits in steps (its checkpoints, every few seconds), so both ends are the
     # first sample that saw their committed value: a step's plateau does not count as work.
     moving = [s for s in samples if 0.1 * count <= s[1] <= 0.9 * count]
+    if len({n for _, n, _ in moving}) < 2:  # fewer than two steps inside: every committed step
+        moving = [s for s in samples if s[1] > 0]
     rate = cpu_rate = None
     if len(moving) >= 2:
         begin = moving[0]
