@@ -109,10 +109,23 @@ class AlertStream:
 
     async def _listen_forever(self) -> None:
         delay = 0.5
+        lost = False
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True) as aconn:
                     await aconn.execute(f"LISTEN {CHANNEL}")
+                    if lost:
+                        # Notifications sent while this connection was away are gone: every subscriber resyncs
+                        # (reconnects with Last-Event-ID, the replay fills the gap). Found by the e2e test: a fall
+                        # alerted during a connection cut reached the nurse only with the next, unrelated event.
+                        # The pool's connections broke too: test them all once now, or each reconnect fails on
+                        # one of them until they are used up (~15 s of failing SSE connects in the chaos run).
+                        if self.pool is not None:
+                            with contextlib.suppress(Exception):
+                                await asyncio.to_thread(self.pool.check)
+                        for sub in list(self.subscribers):
+                            self._resync(sub)
+                        lost = False
                     self.listening.set()
                     delay = 0.5
                     async for note in aconn.notifies():
@@ -127,6 +140,7 @@ class AlertStream:
                 raise
             except Exception as e:  # the database went away: keep trying, subscribers stay connected
                 self.listening.clear()
+                lost = True
                 log.warning("alert stream listener: %s; retrying in %.1fs", type(e).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
