@@ -28,7 +28,7 @@ from carechain.services.processes import port_open
 from carechain.settings import Settings
 from tests.conftest import service_unavailable
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def _free_port() -> int:
@@ -73,6 +73,24 @@ def test_fall_over_mqtt_reaches_the_nurse_on_sse_once(settings: Settings) -> Non
         resident, kind, severity = rows[0]
         assert key.startswith(f"{resident}:fall:")
         assert (kind, severity) == ("fall", "critical")
+
+        # Every connection to the run's database is cut (what a PostgreSQL restart does to the processes):
+        # the next fall must still reach the nurse, once. The chaos run found the alert service skipping
+        # candidates, then its Kafka consumer never getting partitions back after such a cut.
+        admin = stack.settings.database_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            cut = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (stack.names.database,),
+            ).fetchone()
+        assert cut is not None and cut[0] > 0
+        after = stack.falls.inject("after-cut")  # published while every process is reconnecting
+        assert after is not None
+        # Within 30 s: before the API resynced its subscribers after LISTEN came back, it took 67 s.
+        assert wait_fall(stack, after, 30.0) is not None, "the fall after the connection cut did not reach the nurse"
+        time.sleep(1.0)
+        assert stack.sse.proposed[after] == 1
     finally:
         if stack is not None:
             stack.close(keep=False)
