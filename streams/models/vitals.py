@@ -2,9 +2,10 @@
 
 Score first, then learn (an anomaly must not teach the model before it is
 judged); anomalous readings are not learned. Quiet until warm: 3 days and 30
-readings of that vital. A nurse's "false alarm" raises this resident's
-threshold by 0.5 standard deviations (up to 8); "true incident" lowers it by
-0.25 (not below the default 4).
+readings of that vital. One odd reading is noise (a loose finger clip, a
+movement): an alert needs two anomalous readings of the same vital in a row.
+A nurse's "false alarm" raises this resident's threshold by 0.5 standard
+deviations (up to 8); "true incident" lowers it by 0.25 (not below the default 4).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 WARM_UP_S = 3 * 86400
 WARM_UP_N = 30
 DEFAULT_K = 4.0
+#: Anomalous readings of one vital in a row before an alert.
+PERSIST = 2
 MAX_K = 8.0
 #: Smallest standard deviation assumed per vital (sensor resolution), so a flat history is not brittle.
 FLOOR = {Kind.HEART_RATE.value: 3.0, Kind.SPO2.value: 0.7, Kind.TEMPERATURE.value: 0.15}
@@ -35,13 +38,14 @@ _WORDS = {
 class VitalSignal:
     """One vital sign's personal baseline: ``step(t, x)`` scores, then learns."""
 
-    __slots__ = ("baseline", "first", "floor", "k")
+    __slots__ = ("baseline", "first", "floor", "k", "run")
 
     def __init__(self, floor: float = 1.0, k: float = DEFAULT_K) -> None:
         self.baseline = Baseline(memory=500)
         self.first: float | None = None
         self.floor = floor
         self.k = k
+        self.run = 0  # anomalous readings in a row
 
     def warm(self, t: float) -> bool:
         return self.first is not None and t - self.first >= WARM_UP_S and self.baseline.n >= WARM_UP_N
@@ -52,28 +56,30 @@ class VitalSignal:
             self.first = t
         warm = self.warm(t)
         score = abs(self.baseline.z(x, self.floor)) if self.baseline.n > 1 else 0.0
-        alert = warm and score > self.k
-        if not alert:
+        anomalous = warm and score > self.k
+        self.run = self.run + 1 if anomalous else 0
+        if not anomalous:
             self.baseline.learn(x)
-        return score, alert, warm
+        return score, self.run >= PERSIST, warm
 
     def dump(self) -> list[Any]:
-        return [self.first, self.k, self.baseline.dump()]
+        return [self.first, self.k, self.baseline.dump(), self.run]
 
     def load(self, raw: list[Any]) -> None:
         self.first = None if raw[0] is None else float(raw[0])
         self.k = float(raw[1])
         self.baseline.load(raw[2])
+        self.run = int(raw[3]) if len(raw) > 3 else 0  # states written by 1.0 have no run
 
 
 class VitalsAnomaly(Detector):
     name = "vitals"
-    version = "1.0"
+    version = "1.1"
     family = Family.CLINICAL
     purpose = "Flag a heart rate, oxygen saturation or temperature reading unusual for this resident."
     kinds = frozenset(FLOOR)
     ordered = True
-    warm_up = f"3 days and {WARM_UP_N} readings per vital sign"
+    warm_up = f"3 days and {WARM_UP_N} readings per vital sign; {PERSIST} unusual readings in a row to alert"
     feedback_effect = "false alarm: threshold +0.5 SD (max 8); true incident: -0.25 SD (min 4)"
     __slots__ = ("episodes", "signals")
 
@@ -123,6 +129,7 @@ class VitalsAnomaly(Detector):
                     "value": x,
                     "usual_mean": round(mean, 2),
                     "usual_sd": round(sig.baseline.std, 2),
+                    "unusual_in_a_row": sig.run,
                 },
                 score=round(score, 2),
                 threshold=sig.k,

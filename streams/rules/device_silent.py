@@ -3,8 +3,11 @@
 A motion sensor in a spare room can rightly be quiet for hours, so the limit
 is the care plan's ``device_silence_min`` or 1.5 times the longest silence
 this sensor had in the last one to two weeks, whichever is longer; a sensor
-is judged only after two days of history. Not raised while the gateway itself
-is silent (one incident per dead hub, not per sensor).
+is judged only after two days of history, and until it has a week of history
+(when its longest normal silence, a night or an outing, is not yet known) the
+limit is at least 12 hours, so a dead sensor is still reported within half a
+day. Not raised while the gateway itself is silent (one incident per dead hub,
+not per sensor).
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ if TYPE_CHECKING:
     from streams.monitor import ResidentMonitor
 
 WARM_UP_S = 2 * 86400
+#: Before a sensor has a week of history, its silence limit is at least this long.
+LEARNING_S = 7 * 86400
+LEARNING_FLOOR_S = 12 * 3600
 
 
 class DeviceSilent(Detector):
     name = "device_silent"
-    version = "1.0"
+    version = "1.1"
     family = Family.TECHNICAL
     purpose = "Alert when one sensor stops reporting for much longer than it usually does."
     warm_up = "2 days of the sensor's history"
@@ -34,6 +40,8 @@ class DeviceSilent(Detector):
             prefix = f"{m.resident_id}:device_silent:{device_id}:"
             open_key = next((k for k in m.open_keys(self.name) if k.startswith(prefix)), None)
             limit = max(m.plan.device_silence_min * 60, 1.5 * dev.usual_max_gap())
+            if dev.last - dev.since < LEARNING_S:
+                limit = max(limit, LEARNING_FLOOR_S)
             silent = now - dev.last
             if silent <= limit:
                 if open_key is not None:

@@ -55,13 +55,15 @@ def test_detector_csv_vitals_scores_every_row(tmp_path: Path) -> None:
     for i in range(800):  # every 10 minutes for 5.5 days
         rows.append(f"{(start + timedelta(minutes=10 * i)).isoformat()},{70 + rng.gauss(0, 2):.1f}")
     rows.append(f"{(start + timedelta(minutes=10 * 800)).isoformat()},118")
+    rows.append(f"{(start + timedelta(minutes=10 * 801)).isoformat()},119")  # two unusual readings in a row
     path = tmp_path / "hr.csv"
     path.write_text("\n".join(rows) + "\n")
     res = carechain("--detector", "vitals", str(path))
     assert res.returncode == 0, res.stderr
     out = list(csv.DictReader(io.StringIO(res.stdout)))
     assert list(out[0]) == ["timestamp", "value", "score", "alert"]
-    assert len(out) == 801
+    assert len(out) == 802
+    assert out[-2]["alert"] == "0" and float(out[-2]["score"]) > 4  # one odd reading: scored, not alerted
     assert out[-1]["alert"] == "1" and float(out[-1]["score"]) > 4
     assert not any(r["alert"] == "1" for r in out[:-1][:400])  # warming up, then a normal week
 

@@ -129,8 +129,12 @@ def test_vitals_signal_warm_up_and_alert() -> None:
     for i in range(101, 600):
         sig.step(t0 + i * 600, 70 + rng.gauss(0, 3))
     score, alert, warm = sig.step(t0 + 601 * 600, 110)
+    assert warm and not alert and score > 4  # one odd reading is noise
+    assert not sig.step(t0 + 602 * 600, 72)[1]  # and the run is broken by a usual one
+    assert not sig.step(t0 + 603 * 600, 110)[1]
+    score, alert, warm = sig.step(t0 + 604 * 600, 112)  # two unusual readings in a row
     assert warm and alert and score > 4
-    assert not sig.step(t0 + 602 * 600, 72)[1]
+    assert not sig.step(t0 + 605 * 600, 72)[1]
 
 
 def test_vitals_model_in_the_monitor_and_false_alarm_feedback() -> None:
@@ -144,7 +148,14 @@ def test_vitals_model_in_the_monitor_and_false_alarm_feedback() -> None:
         evs += [home.event(Kind.HEART_RATE, round(62 + rng.gauss(0, 2), 1), t), home.heartbeat(t)]
     feed(m, evs)
     t = start + timedelta(days=4)
-    spike = [home.event(Kind.HEART_RATE, 95.0, t), home.heartbeat(t + 5 * HOUR)]
+    odd = feed(m, [home.event(Kind.HEART_RATE, 95.0, t - timedelta(minutes=20))])
+    usual = feed(m, [home.event(Kind.HEART_RATE, 62.0, t - timedelta(minutes=10)), home.heartbeat(t)])
+    assert clinical(odd, "vitals") + clinical(usual, "vitals") == []  # one odd reading between usual ones: noise
+    spike = [
+        home.event(Kind.HEART_RATE, 95.0, t),
+        home.event(Kind.HEART_RATE, 96.0, t + timedelta(minutes=10)),
+        home.heartbeat(t + 5 * HOUR),
+    ]
     out = feed(m, spike)
     cands = clinical(out, "vitals")
     # 95 bpm is inside the plan's bounds (45-120), yet far from this resident's usual 62

@@ -355,11 +355,27 @@ def test_device_silent_after_much_longer_than_usual(driver: Driver, home: Home) 
     # heartbeats once a minute (the plan's silence limit raised to match) keep the test fast
     m = driver.m
     m.plan = replace(m.plan, gateway_silence_s=120, inactivity_limit_min=24 * 60)
-    hbs = [home.heartbeat(start + i * MIN) for i in range((3 * 24 + 5) * 60)]
-    cands = driver.run(start + (3 * 24 + 4) * 60 * MIN, evs + hbs, start=start)
-    silent = [c for c in cands if c.kind == "device_silent"]
+    # the first week: the sensor's longest normal silence (a night) is not known yet, so at least 12 hours
+    hbs = [home.heartbeat(start + i * MIN) for i in range((3 * 24 + 14) * 60)]
+    split = (3 * 24 + 6) * 60
+    early = driver.run(start + split * MIN, evs + hbs[: split + 1], start=start)
+    assert [c for c in early if c.kind == "device_silent"] == []  # 6 h: could be a night
+    cands = driver.run(start + (3 * 24 + 13) * 60 * MIN, hbs[split + 1 :])
+    silent = [c for c in early + cands if c.kind == "device_silent"]
     assert kinds(silent) == [("device_silent", "firing")]
     assert silent[0].severity == Severity.LOW
+
+
+def test_device_silent_after_a_week_uses_the_learned_limit(driver: Driver, home: Home) -> None:
+    start = local(20, 12, 0)
+    evs = [home.motion(start + i * 30 * MIN, room="kitchen") for i in range(8 * 48)]  # every 30 min for 8 days
+    driver.heartbeats = False
+    m = driver.m
+    m.plan = replace(m.plan, gateway_silence_s=600, inactivity_limit_min=24 * 60)
+    hbs = [home.heartbeat(start + i * 5 * MIN) for i in range((8 * 24 + 5) * 12)]
+    cands = driver.run(start + (8 * 24 + 4) * 60 * MIN, evs + hbs, start=start)
+    silent = [c for c in cands if c.kind == "device_silent"]
+    assert kinds(silent) == [("device_silent", "firing")]  # 4 h against a usual 30 min (plan floor 3 h)
 
 
 def test_device_silent_quiet_during_warm_up(driver: Driver, home: Home) -> None:
