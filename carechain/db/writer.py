@@ -320,12 +320,17 @@ class EventWriter:
             with conn.cursor() as cur:
                 # Fast path: a batch of new events goes straight in by COPY. If any of it is already
                 # stored (a replay), the savepoint undoes the COPY and the staged path skips the known rows.
+                def copy_new() -> bool:
+                    try:
+                        with conn.transaction():
+                            _copy_rows(cur, "observations", _OBS_COLS, _OBS_TYPES, rows)
+                        return True
+                    except errors.UniqueViolation:
+                        return False
+
                 try:
-                    with conn.transaction():
-                        _copy_rows(cur, "observations", _OBS_COLS, _OBS_TYPES, rows)
-                    return len(rows)
-                except errors.UniqueViolation:
-                    pass
+                    if copy_new():
+                        return len(rows)
                 except errors.CheckViolation:
                     # "no partition of relation found for row": a partition we thought existed was
                     # dropped (retention); forget what we knew and make the batch's days again.
@@ -334,12 +339,8 @@ class EventWriter:
                     with self._days_lock:
                         self._days.clear()
                     self._ensure_partitions(conn, rows)
-                    try:
-                        with conn.transaction():
-                            _copy_rows(cur, "observations", _OBS_COLS, _OBS_TYPES, rows)
+                    if copy_new():
                         return len(rows)
-                    except errors.UniqueViolation:
-                        pass
                 _copy_rows(cur, "cc_stage_observations", _OBS_COLS, _OBS_TYPES, rows)
                 cur.execute(
                     f"INSERT INTO observations ({_OBS_COLS}) SELECT {_OBS_COLS} FROM cc_stage_observations"
