@@ -64,6 +64,7 @@ def _act(
     except (TypeError, ValueError):
         raise AlertNotFound(str(alert_id)) from None
     with conn.transaction():
+        store.lock_event_order(conn)
         row = store.alert_row(conn, aid, lock=True)
         if row is None:
             raise AlertNotFound(str(alert_id))

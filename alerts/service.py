@@ -117,6 +117,7 @@ class AlertService:
     def handle(self, candidate: AlertCandidate, now: datetime) -> HandleResult:
         """Apply one candidate in one transaction."""
         with self.conn.transaction():
+            store.lock_event_order(self.conn)
             return self._handle(candidate, now)
 
     def handle_batch(self, candidates: list[AlertCandidate], clock: Callable[[], datetime]) -> list[HandleResult]:
@@ -127,6 +128,7 @@ class AlertService:
             return []
         try:
             with self.conn.transaction():
+                store.lock_event_order(self.conn)
                 return [self._handle(c, clock()) for c in candidates]
         except Exception:  # a bad candidate: fall back to one transaction each to isolate it
             self._raise_if_database_lost()
@@ -448,6 +450,7 @@ class AlertService:
         transaction, so a crash leaves each deadline either wholly done (outbox rows, event, done mark, next
         deadline) or wholly due."""
         with self.conn.transaction():
+            store.lock_event_order(self.conn)
             due = store.due_deadlines(self.conn, now, limit)
             if not due:
                 return 0

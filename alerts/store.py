@@ -152,6 +152,13 @@ def update_alert(conn: Conn, alert_id: int, fields: dict[str, Any], now: datetim
     conn.execute(f"UPDATE alerts SET {sets} WHERE id = %s".encode(), [*vals, alert_id])
 
 
+def lock_event_order(conn: Conn) -> None:
+    """Take the alert history's ordering lock (migration 0260) as the first statement of a transaction that
+    may add lifecycle steps: ids then become visible in id order, so the live stream's cursor never skips
+    one. Taken before any alert row is locked, so it cannot deadlock with another writer."""
+    conn.execute("SELECT cc_lock_alert_events()")
+
+
 def add_event(
     conn: Conn,
     alert_id: int,
