@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -104,6 +105,90 @@ def test_event_round_trip_and_deterministic_id() -> None:
     assert eid == make_event_id("d-1", 5, NOW) != make_event_id("d-1", 6, NOW)
     ev = Event(eid, "r-1", "h-1", "gw-1", "d-1", "kitchen", "motion", True, NOW, 5, NOW)
     assert Event.from_json(ev.to_json()) == ev
+
+
+_EV = Event(make_event_id("d-1", 5, NOW), "r-1", "h-1", "gw-1", "d-1", "kitchen", "motion", True, NOW, 5, NOW)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"kind": "heart_rate", "value": 71.5, "unit": "bpm", "room": None},
+        {"kind": "medication.refill_needed", "value": 3},
+        {"kind": "medication.dose_taken", "value": "08:00", "room": "kök"},
+        {"kind": "gateway.heartbeat", "value": None},
+        {"kind": "gateway.status", "value": "offline", "extra": {"ts_source": "received", "retained": True}},
+        {"ts": datetime(2026, 11, 23, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))},
+    ],
+)
+def test_event_json_round_trip_and_bytes(changes: dict[str, object]) -> None:
+    ev = dataclasses.replace(_EV, **changes)  # type: ignore[arg-type]
+    raw = ev.to_json()
+    # The wire form is exactly json.dumps of the dataclass fields (the bridge builds the same bytes).
+    d = dataclasses.asdict(ev)
+    d["ts"], d["received_at"] = ev.ts.isoformat(), ev.received_at.isoformat()
+    if not ev.extra:
+        del d["extra"]
+    assert raw == json.dumps(d, separators=(",", ":")).encode()
+    back = Event.from_json(raw)
+    assert back == ev and Event.from_json(raw.decode()) == ev
+    assert type(back.value) is type(ev.value) and back.ts.utcoffset() == ev.ts.utcoffset()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.kind = "fall"  # type: ignore[misc]
+
+
+def test_event_without_unit_and_extra_gets_defaults_and_own_extra() -> None:
+    d = json.loads(_EV.to_json())
+    del d["unit"]
+    a, b = (Event.from_json(json.dumps(d)) for _ in range(2))
+    assert a.unit is None and a.extra == {} and a.extra is not b.extra
+
+
+def _wire(**kw: object) -> bytes:
+    d = json.loads(_EV.to_json())
+    for k, v in kw.items():
+        if v is _DROP:
+            del d[k]
+        else:
+            d[k] = v
+    return json.dumps(d).encode()
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (b'{"v":1,"value":NaN}', "bad_json"),
+        (b"[1]", "bad_shape"),
+        (b'"x"', "bad_shape"),
+        (_wire(v=2), "bad_version"),
+        (_wire(v=True), "bad_version"),
+        (_wire(v=_DROP), "bad_version"),
+        (_wire(resident_id=_DROP), "missing_field"),
+        (_wire(ts=_DROP), "missing_field"),
+        (_wire(owner="x"), "unknown_field"),
+        (_wire(resident_id=7), "bad_field"),
+        (_wire(kind=None), "bad_field"),
+        (_wire(room=["hall"]), "bad_field"),
+        (_wire(unit=1), "bad_field"),
+        (_wire(extra=[1]), "bad_field"),
+        (_wire(seq=True), "bad_seq"),
+        (_wire(seq="5"), "bad_seq"),
+        (_wire(value={"a": 1}), "bad_value"),
+        (_wire(ts="2026-11-23T09:00:00"), "bad_time"),
+        (_wire(ts="yesterday"), "bad_time"),
+        (_wire(received_at=1700000000), "bad_time"),
+    ],
+)
+def test_bad_events_raise_contract_error(raw: bytes, reason: str) -> None:
+    with pytest.raises(ContractError) as exc:
+        Event.from_json(raw)
+    assert exc.value.reason == reason
 
 
 def test_candidate_round_trip() -> None:
