@@ -24,6 +24,7 @@ Decisions (docs/ingest.md):
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 from carechain.events import (
+    _EVENT_NS,
     MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
     ContractError,
@@ -342,13 +344,30 @@ def _value_json(value: bool | float | int | str | None) -> str:
     return json.dumps(value)
 
 
+_NS_BYTES = _EVENT_NS.bytes
+#: The RFC 4122 variant bits applied to the 17th hex digit of a name-based UUID.
+_VARIANT = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
+
+
+def fast_event_id(device_id: str, seq: int, ts_iso: str) -> str:
+    """Exactly :func:`carechain.events.make_event_id` (``ts_iso`` = ``ts.isoformat()``), without
+    building a :class:`uuid.UUID`: SHA-1 of namespace + name, version 5, RFC 4122 variant.
+
+    ``uuid.uuid5`` and ``str(UUID)`` cost ~4 µs a reading, a fifth of the bridge's routing;
+    this costs ~1 µs. The unit tests assert equality with ``make_event_id``.
+    """
+    h = hashlib.sha1(_NS_BYTES + f"{device_id}|{seq}|{ts_iso}".encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
 def _encode_reading(msg: _Message, resident_id: str, home_id: str, room: str | None, r: Reading) -> bytes:
     """:meth:`Event.to_json` of the event this reading becomes (byte-identical; tested), built
     from pre-encoded pieces: this is the bridge's per-reading hot path."""
+    ts_iso = r.ts.isoformat()
     return (
-        f'{{"event_id":"{make_event_id(r.device_id, r.seq, r.ts)}",'
+        f'{{"event_id":"{fast_event_id(r.device_id, r.seq, ts_iso)}",'
         f"{_identity_json(resident_id, home_id, msg.gateway_id, r.device_id, room)},"
-        f'"kind":"{r.kind.value}","value":{_value_json(r.value)},"ts":"{r.ts.isoformat()}","seq":{r.seq},'
+        f'"kind":"{r.kind.value}","value":{_value_json(r.value)},"ts":"{ts_iso}","seq":{r.seq},'
         f'"received_at":"{msg.received_iso}","unit":{_value_json(r.unit)},"v":{SCHEMA_VERSION}}}'
     ).encode()
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carechain.events import Event, Kind, Lane
+from carechain.events import Event, Kind, Lane, make_event_id
 from ingest.routing import (
     NO_CONSENT,
     DeadLetter,
@@ -19,6 +19,7 @@ from ingest.routing import (
     RegisteredDevice,
     RegistrySnapshot,
     event_json,
+    fast_event_id,
     internal_error,
     route,
 )
@@ -257,3 +258,14 @@ def test_hot_path_bytes_equal_event_to_json(kind_value: tuple[str, object], resi
     [out] = route(EV, enc(r), reg, NOW + timedelta(microseconds=micros))
     assert isinstance(out, Forward)
     assert out.value == Event.from_json(out.value).to_json()
+    assert Event.from_json(out.value).event_id == make_event_id("d-1", seq, datetime.fromisoformat(r["ts"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    device_id=st.text(min_size=1, max_size=64),
+    seq=st.integers(min_value=0, max_value=2**63 - 1),
+    ts=st.datetimes(timezones=st.sampled_from([UTC, None])),
+)
+def test_fast_event_id_equals_make_event_id(device_id: str, seq: int, ts: datetime) -> None:
+    assert fast_event_id(device_id, seq, ts.isoformat()) == make_event_id(device_id, seq, ts)
