@@ -1,10 +1,13 @@
 """The audit log: every read and write of resident data, append-only and hash-chained.
 
-Each row's ``hash = sha256(prev_hash || canonical JSON of the row)``; rows are
-appended under a transaction-scoped advisory lock so the chain is linear even
-with many API processes. The database refuses UPDATE/DELETE (trigger in
-migration 0300); the chain makes any edit made around the trigger visible to
-``carechain audit verify``.
+Each row's ``hash = sha256(prev_hash || canonical JSON of the row)``, where
+``prev_hash`` is the hash of the previous row of its chain. There are several
+chains (migration 0360): an append takes a chain no other transaction is
+appending to, so concurrent appenders (API processes, requests) never wait for
+each other's commit; each chain stays linear under its row lock in
+``audit_chains``, which also records its head. The database refuses
+UPDATE/DELETE (trigger in migration 0300); the chains make any edit, removal or
+reordering made around the trigger visible to ``carechain audit verify``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 #: The request id of the HTTP request being served (set by the API middleware).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("carechain_request_id", default=None)
 GENESIS = "0" * 64
-#: pg_advisory_xact_lock key serialising appends to the chain.
+#: pg_advisory_xact_lock key of the single chain before migration 0360 (chain 0; appends no longer take it).
 CHAIN_LOCK = 0x0CA2EC4A1A
 LOCAL_TZ = ZoneInfo("Europe/Stockholm")  # Swedish law: local time in the log, beside UTC
 
@@ -147,41 +150,17 @@ def _content(e: AuditEntry, at: datetime, at_local: str | None = None) -> dict[s
     return {"at": at, "at_local": local, **{f: getattr(e, f) for f in _ENTRY_FIELDS}}
 
 
-_HEAD = "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1"
-_IDS = "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) FROM generate_series(1, %s)"
-_COPY = f"COPY audit_log ({', '.join((*COLUMNS, 'hash'))}) FROM STDIN"
-
-
-def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
-    """Append entries to the chain (under the chain lock, one COPY); returns their ids.
-
-    Inside a caller's transaction the lock is held until it commits, so a write and its audit rows commit
-    together; on an autocommit connection it is one short transaction. (The SQL function ``audit_append``
-    of migration 0300 does the same for callers in SQL; both make the same hashes.)
-    """
-    if not entries:
-        return []
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (CHAIN_LOCK,))
-        head = cur.execute(_HEAD).fetchone()
-        # Sequence values taken under the lock increase along the chain; a gap (rolled back append) is harmless.
-        ids = [int(r[0]) for r in cur.execute(_IDS, (len(entries),)).fetchall()]
-        rows = chain(head[0] if head else GENESIS, ids, datetime.now(UTC), entries)
-        with cur.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row(tuple(row[k] for k in (*COLUMNS, "hash")))
-    return ids
-
-
 _APPEND = "SELECT id FROM audit_append(%b::text[]) AS id"  # binary: no per-character array escaping
 
 
 def append_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
-    """:func:`record_many` as one statement, the SQL function ``audit_append`` of migration 0300 (same rows, same
-    hashes): one round trip, and the chain lock held only while PostgreSQL appends and commits, not across the
-    client's round trips (with several API processes appending, that wait was most of a request's latency).
+    """Append entries in one statement, the SQL function ``audit_append`` (migration 0360; same hashes as
+    :func:`chain`); returns their ids, in chain order.
 
-    For an autocommit connection (the statement is its own transaction, durable when this returns).
+    The rows go to the first chain no other transaction is appending to (a new chain when every one is busy), so
+    concurrent appenders never wait for each other's commit: the chain's row lock is held only by this statement
+    on an autocommit connection (durable when this returns), or until the caller's transaction ends inside one
+    (a write and its audit rows then commit together).
     """
     if not entries:
         return []
@@ -189,6 +168,18 @@ def append_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) ->
     local = at.astimezone(LOCAL_TZ).isoformat(timespec="seconds")
     bodies = [body({"id": 0, **_content(e, at, local), "prev_hash": ""}) for e in entries]
     return [int(r[0]) for r in conn.execute(_APPEND, (bodies,)).fetchall()]
+
+
+def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:
+    """Append entries to a chain in the caller's transaction (outside one, as a short transaction of their own,
+    committed when this returns); returns their ids. :func:`append_many`, committed on a connection that is
+    neither in autocommit mode nor in a transaction."""
+    from psycopg.pq import TransactionStatus
+
+    if conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        return append_many(conn, entries)
+    with conn.transaction():
+        return append_many(conn, entries)
 
 
 def record(
@@ -226,10 +217,11 @@ def record(
 class AuditWriter:
     """Group commit for the audit chain: entries of concurrent requests go into one append.
 
-    Every append waits for a WAL flush (the row must be durable before the data leave the API), and the chain
-    lock is held until then; one writer thread appending whatever has queued while the previous flush ran
-    turns N flushes into one, in one statement (:func:`append_many`). Callers block (or await) until their
-    rows are durable.
+    Every append waits for a WAL flush (the row must be durable before the data leave the API); one writer
+    thread appending whatever has queued while the previous flush ran turns N flushes into one, in one statement
+    (:func:`append_many`). Callers block (or await) until their rows are durable. For many rows at once (the
+    live stream's deliveries); a request appending its own few rows on the connection it already holds
+    (:func:`append_many`) saves the hand-over to this thread and back.
     """
 
     def __init__(self, database_url: str, max_batch: int = 5000) -> None:
@@ -329,36 +321,72 @@ class Break:
     problem: str
 
 
-def verify_rows(rows: Iterable[dict[str, Any]], cuts: Mapping[str, int] | None = None) -> tuple[int, Break | None]:
-    """Walk rows in id order; returns (rows checked, first break or None).
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A chain as ``audit_chains`` records it: the newest row appended through ``audit_append``."""
 
-    The chain starts at the genesis hash, or, once retention removed its oldest rows, at the first
-    remaining row: its ``prev_hash`` must then be the hash of a row that ``carechain db prune`` recorded
-    removing (``cuts``: hash -> id, from ``audit_log_pruned``), with a lower id.
+    chain: int
+    head_id: int | None
+    head_hash: str
+
+
+def verify_rows(
+    rows: Iterable[dict[str, Any]], cuts: Mapping[str, int] | None = None, heads: Sequence[Head] | None = None
+) -> tuple[int, Break | None]:
+    """Walk rows in id order, each chain on its own (a row's ``chain``, 0 when absent); returns (rows checked,
+    first break or None).
+
+    Each chain starts at the genesis hash, or, once retention removed its oldest rows, at its first remaining
+    row: its ``prev_hash`` must then be the hash of a row that ``carechain db prune`` recorded removing
+    (``cuts``: hash -> id, from ``audit_log_pruned``), with a lower id. With ``heads`` (``audit_chains``),
+    every row must belong to a registered chain and every chain's recorded head must still be there (or be a
+    recorded cut): removing a chain's newest rows, or all of its rows, is a break too.
     """
-    prev = GENESIS
+    prev: dict[int, str] = {}
+    seen: dict[int, dict[str, int]] = {}  # chain -> {hash: id} of its recorded head, when met
+    registered = {h.chain: h for h in heads} if heads is not None else None
     n = 0
     for row in rows:
         n += 1
-        if n == 1 and row["prev_hash"] != GENESIS:
-            if cuts is None or cuts.get(row["prev_hash"], row["id"]) >= row["id"]:
-                return n, Break(row["id"], "the chain starts after rows that no recorded retention removed")
-            prev = row["prev_hash"]
-        if row["prev_hash"] != prev:
+        c = int(row.get("chain") or 0)
+        p = prev.get(c)
+        if p is None:
+            if registered is not None and c not in registered:
+                return n, Break(row["id"], f"the row belongs to chain {c}, which is not registered")
+            p = GENESIS
+            if row["prev_hash"] != GENESIS:
+                if cuts is None or cuts.get(row["prev_hash"], row["id"]) >= row["id"]:
+                    return n, Break(row["id"], "the chain starts after rows that no recorded retention removed")
+                p = row["prev_hash"]
+        if row["prev_hash"] != p:
             return n, Break(row["id"], "prev_hash does not match the previous row's hash (row removed or reordered)")
-        if chain_hash(prev, row) != row["hash"]:
+        if chain_hash(p, row) != row["hash"]:
             return n, Break(row["id"], "hash does not match the row's content (row edited)")
-        prev = row["hash"]
+        prev[c] = row["hash"]
+        if registered is not None and row["hash"] == registered[c].head_hash:
+            seen[c] = {row["hash"]: row["id"]}
+    for h in registered.values() if registered is not None else ():
+        if h.head_hash == GENESIS or h.chain in seen or (cuts is not None and h.head_hash in cuts):
+            continue
+        return n, Break(
+            h.head_id or 0, f"the newest row of chain {h.chain} is missing (rows at the end of the chain removed)"
+        )
     return n, None
 
 
+def _has_chains(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regclass('audit_chains')").fetchone()
+    return bool(row and row[0] is not None)
+
+
 def iter_log(conn: psycopg.Connection[Any], batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """All rows in id order, streamed with a server-side cursor."""
+    """All rows in id order, streamed with a server-side cursor (in the caller's transaction, if any)."""
     from psycopg.rows import dict_row
 
+    cols = ", ".join((*COLUMNS, "hash", "chain") if _has_chains(conn) else (*COLUMNS, "hash"))
     with conn.transaction(), conn.cursor(name="audit_verify", row_factory=dict_row) as cur:
         cur.itersize = batch
-        cur.execute(f"SELECT {', '.join((*COLUMNS, 'hash'))} FROM audit_log ORDER BY id")
+        cur.execute(f"SELECT {cols} FROM audit_log ORDER BY id")
         yield from cur
 
 
@@ -370,6 +398,27 @@ def retention_cuts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     return {str(h): int(i) for h, i in conn.execute("SELECT through_hash, through_id FROM audit_log_pruned")}
 
 
+def chain_heads(conn: psycopg.Connection[Any]) -> list[Head] | None:
+    """Every chain with its recorded head (``audit_chains``, migration 0360); None before that migration."""
+    if not _has_chains(conn):
+        return None
+    return [Head(int(c), h, str(hh)) for c, h, hh in conn.execute("SELECT id, head_id, head_hash FROM audit_chains")]
+
+
 def verify(conn: psycopg.Connection[Any]) -> tuple[int, Break | None]:
-    """Verify the chain in the database, from its first remaining row (rows past retention may be gone)."""
-    return verify_rows(iter_log(conn), retention_cuts(conn))
+    """Verify every chain in the database, from its first remaining row (rows past retention may be gone).
+
+    The heads, the cuts and the rows are read in one repeatable-read snapshot (appends may go on meanwhile).
+    """
+    from psycopg import IsolationLevel
+    from psycopg.pq import TransactionStatus
+
+    if conn.info.transaction_status != TransactionStatus.IDLE:  # inside the caller's transaction: its snapshot
+        return verify_rows(iter_log(conn), retention_cuts(conn), chain_heads(conn))
+    level = conn.isolation_level
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    try:
+        with conn.transaction():
+            return verify_rows(iter_log(conn), retention_cuts(conn), chain_heads(conn))
+    finally:
+        conn.isolation_level = level

@@ -10,8 +10,9 @@ days are first rolled up into the summary tables (``cc_roll_up``), so summaries 
 The append-only audit log is kept at least 5 years and pruned here in both modes (never by a
 TimescaleDB policy): only rows older than ``cc_audit_horizon()`` (the longer of 5 years and the
 configured keep), only a prefix of the hash chain (lowest ids first, never past the first row that
-is still kept, so no hole opens in the chain), and each cut is recorded in ``audit_log_pruned`` in
-the same transaction, so ``carechain audit verify`` starts from the first remaining row and can
+is still kept, so no hole opens in the chain: with several chains (migration 0360) the rows removed
+are then a prefix of each), and each cut is recorded in ``audit_log_pruned`` (per chain) in the same
+transaction, so ``carechain audit verify`` starts from the first remaining row and can
 tell a retention cut from a deletion. Plain PostgreSQL: ``DELETE`` in batches, in transactions
 that set ``carechain.audit_prune = on`` locally (the only case the append-only trigger lets
 through). TimescaleDB: ``drop_chunks`` of the whole chunks older than the horizon.
@@ -93,12 +94,27 @@ _AUDIT_DELETE = """
 WITH d AS (
     DELETE FROM audit_log WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM audit_log WHERE at < %(horizon)s AND id < %(keep_from)s ORDER BY id LIMIT %(batch)s))
-    RETURNING id, hash),
-last AS (SELECT id, hash FROM d ORDER BY id DESC LIMIT 1)
-INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows)
-SELECT %(horizon)s, last.id, last.hash, (SELECT count(*) FROM d) FROM last
-RETURNING rows
+    RETURNING id, hash, {chain} AS chain),
+last AS (
+    SELECT DISTINCT ON (chain) chain, id, hash, count(*) OVER (PARTITION BY chain) AS n FROM d ORDER BY chain, id DESC),
+cut AS (
+    INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows{chain_col})
+    SELECT %(horizon)s, last.id, last.hash, last.n{chain_val} FROM last
+    RETURNING rows)
+SELECT coalesce(sum(rows), 0) FROM cut
 """
+
+
+def _chains(conn: psycopg.Connection) -> bool:
+    """Whether the audit log has several chains (migration 0360): a cut is then recorded per chain."""
+    row = conn.execute("SELECT to_regclass('audit_chains')").fetchone()
+    return bool(row and row[0] is not None)
+
+
+def _audit_delete(conn: psycopg.Connection) -> str:
+    if _chains(conn):
+        return _AUDIT_DELETE.format(chain="chain", chain_col=", chain", chain_val=", last.chain")
+    return _AUDIT_DELETE.format(chain="0", chain_col="", chain_val="")
 
 
 def _first_kept_id(conn: psycopg.Connection, horizon: object) -> int:
@@ -113,11 +129,12 @@ def _prune_audit_plain(conn: psycopg.Connection, batch: int) -> int:
     assert row is not None
     horizon = row[0]
     keep_from = _first_kept_id(conn, horizon)
+    delete = _audit_delete(conn)
     total = 0
     while True:
         with conn.transaction():
             conn.execute("SELECT set_config('carechain.audit_prune', 'on', true)")
-            got = conn.execute(_AUDIT_DELETE, {"horizon": horizon, "keep_from": keep_from, "batch": batch}).fetchone()
+            got = conn.execute(delete, {"horizon": horizon, "keep_from": keep_from, "batch": batch}).fetchone()
         n = int(got[0]) if got else 0
         total += n
         if n < batch:
@@ -134,24 +151,36 @@ def _prune_audit_timescale(conn: psycopg.Connection) -> int:
     boundary = row[0] if row else None
     if boundary is None:
         return 0
+    chain = "chain" if _chains(conn) else "0"
     with conn.transaction():
-        last = conn.execute(
-            "SELECT id, hash, (SELECT count(*) FROM audit_log WHERE at < %(b)s) FROM audit_log"
-            " WHERE at < %(b)s ORDER BY id DESC LIMIT 1",
+        # The last row removed from each chain, and how many go from it.
+        lasts = conn.execute(
+            f"SELECT DISTINCT ON (c) c, id, hash, n FROM (SELECT {chain} AS c, id, hash,"
+            " count(*) OVER (PARTITION BY " + chain + ") AS n FROM audit_log WHERE at < %(b)s) s"
+            " ORDER BY c, id DESC",
             {"b": boundary},
-        ).fetchone()
-        if last is not None:
-            if _first_kept_id(conn, boundary) < last[0]:
+        ).fetchall()
+        if lasts:
+            if _first_kept_id(conn, boundary) < max(r[1] for r in lasts):
                 raise RuntimeError(
                     f"audit_log: a row kept has a lower id than one older than {boundary.isoformat()}"
                     " (appends out of time order); dropping those chunks would leave a hole in the hash chain"
                 )
-            conn.execute(
-                "INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows) VALUES (%s, %s, %s, %s)",
-                (boundary, last[0], last[1], last[2]),
-            )
+            for c, id_, hash_, n in lasts:
+                if chain == "chain":
+                    conn.execute(
+                        "INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows, chain)"
+                        " VALUES (%s, %s, %s, %s, %s)",
+                        (boundary, id_, hash_, n, c),
+                    )
+                else:
+                    conn.execute(
+                        "INSERT INTO audit_log_pruned (horizon, through_id, through_hash, rows)"
+                        " VALUES (%s, %s, %s, %s)",
+                        (boundary, id_, hash_, n),
+                    )
         conn.execute("SELECT drop_chunks('audit_log'::regclass, older_than => %s::timestamptz)", (boundary,))
-    return int(last[2]) if last else 0
+    return sum(int(r[3]) for r in lasts)
 
 
 def _prune_audit(conn: psycopg.Connection, timescale: bool, batch: int) -> int:
