@@ -11,7 +11,6 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -245,6 +244,24 @@ def _decide_and_entry(
     return decision, e
 
 
+def _append_durably(request: Request, conn: Connection[Any], entries: list[audit.AuditEntry]) -> list[int]:
+    """Append ``entries`` on the connection the request already holds and return once they are durable.
+
+    On an idle autocommit connection the append is a short transaction of its own (one round trip, committed
+    when it returns): no hand-over to the writer thread and back, and since 0360 no wait for another
+    appender's commit. Inside a transaction (a write's) the rows would share its fate, so they go through
+    the process's group-commit writer instead.
+    """
+    from psycopg.pq import TransactionStatus
+
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        ids = audit.append_many(conn, entries)
+    else:
+        ids = get_state(request).audit_writer.write(entries)
+    get_state(request).metrics.audit_rows.inc(len(ids))
+    return ids
+
+
 def _grant_or_raise(
     ctx: UserContext, resident_id: str | None, category: Category, decision: Decision, audit_id: int
 ) -> ResidentGrant:
@@ -289,14 +306,14 @@ async def gate_async(
     write: bool = False,
     resource: str | None = None,
 ) -> ResidentGrant:
-    """:func:`gate` for async code: the facts query in a worker thread (a busy database must not stall the
-    event loop), the audit flush awaited on the loop."""
-    decision, e = await anyio.to_thread.run_sync(
-        _decide_and_entry, request, ctx, conn, resident_id, category, write, resource
-    )
-    state = get_state(request)
-    (audit_id,) = await asyncio.wrap_future(state.audit_writer.submit([e]))
-    state.metrics.audit_rows.inc()
+    """:func:`gate` for async code: the facts query and the audit append in one worker-thread hop (a busy
+    database must not stall the event loop), on the request's connection; the row is durable when it returns."""
+
+    def work() -> tuple[Decision, int]:
+        decision, e = _decide_and_entry(request, ctx, conn, resident_id, category, write, resource)
+        return decision, _append_durably(request, conn, [e])[0]
+
+    decision, audit_id = await anyio.to_thread.run_sync(work)
     return _grant_or_raise(ctx, resident_id, category, decision, audit_id)
 
 
@@ -311,33 +328,24 @@ async def gate_and_load(
     load: Callable[[Connection[Any]], T],
 ) -> tuple[ResidentGrant, T]:
     """Decide, audit and (when allowed) load, in one worker-thread hop with a pooled connection held only for
-    the queries (not while the request waits for its audit row, serialises or sends: under load, requests
-    holding connections through those waits starved the pool).
+    the queries (not while the request serialises or sends: under load, requests holding connections through
+    their waits starved the pool).
 
-    The audit row is submitted right after the decision and is durable before this returns, so no data leave
-    before it; the load's query overlaps the audit flush. Denied -> the problem, raised after the row is
-    durable, and ``load`` is not called. An error of ``load`` (e.g. a 422) is raised after the row too.
+    The audit row is appended on that connection right after the decision (one short transaction: durable
+    before anything is loaded, so before any data leave). Denied -> the problem, and ``load`` is not called. An
+    error of ``load`` (e.g. a 422) is raised as it is (the access is audited already).
     """
     state = get_state(request)
 
-    def work() -> tuple[Decision, Future[list[int]], T | None, Exception | None]:
+    def work() -> tuple[Decision, int, T | None]:
         with state.pool.connection() as conn:
             decision, e = _decide_and_entry(request, ctx, conn, resident_id, category, False, None)
-            fut = state.audit_writer.submit([e])
-            if not decision.allowed:
-                return decision, fut, None, None
-            try:
-                return decision, fut, load(conn), None
-            except Exception as exc:  # raised once the audit row is durable
-                return decision, fut, None, exc
+            (audit_id,) = _append_durably(request, conn, [e])
+            return decision, audit_id, (load(conn) if decision.allowed else None)
 
-    decision, fut, data, error = await anyio.to_thread.run_sync(work)
-    (audit_id,) = await asyncio.wrap_future(fut)
-    state.metrics.audit_rows.inc()
+    decision, audit_id, data = await anyio.to_thread.run_sync(work)
     grant = _grant_or_raise(ctx, resident_id, category, decision, audit_id)
-    if error is not None:
-        raise error
-    return grant, data  # type: ignore[return-value]  # allowed and no error: load's result
+    return grant, data  # type: ignore[return-value]  # allowed: load's result
 
 
 def audit_access(
@@ -383,6 +391,23 @@ def _list_entries(
         )
         for rid in ids
     ]
+
+
+def audit_shown(
+    request: Request,
+    conn: Connection[Any],
+    ctx: UserContext,
+    *,
+    resource: str,
+    resident_ids: list[str] | None = None,
+    purpose: Purpose = Purpose.TREATMENT,
+    bases: dict[str, str | None] | None = None,
+    emergency_ids: set[str] | None = None,
+) -> None:
+    """:func:`audit_access` on the connection the caller holds (sync, for a worker thread that has just run the
+    list's queries on it): one row per resident shown, durable when it returns, in the same thread hop."""
+    entries = _list_entries(request, ctx, resource, resident_ids, Outcome.ALLOWED, purpose, bases, emergency_ids)
+    _append_durably(request, conn, entries)
 
 
 async def audit_access_async(

@@ -24,7 +24,7 @@ from api.access import (
     decide,
 )
 from api.audit import REQUEST_ID
-from api.deps import CurrentUser, Db, audit_access, audit_access_async, gate, gate_async, get_state
+from api.deps import CurrentUser, Db, audit_access, audit_access_async, audit_shown, gate, gate_async, get_state
 from api.models import ActionResult, Alert, CommentIn, DismissIn, ResolveIn
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
@@ -62,13 +62,28 @@ def _load_page(
     since: datetime | None,
     after: list[Any] | None,
     limit: int,
-) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
-    """The page's rows and the decisions that allowed them (blocking database work: run in a worker thread).
+) -> tuple[list[dict[str, Any]], bool]:
+    """The page's rows, audited (blocking database work: run in a worker thread).
 
-    A pooled connection is held only for these two queries, not while the request waits for its audit rows,
-    serialises and sends (requests holding one through those waits starved the pool under load)."""
+    One pooled connection, held only for the two queries and the audit append (one row per resident shown, a
+    short transaction of its own, durable when this returns; not while the request serialises and sends), all
+    in one worker-thread hop."""
     with get_state(request).pool.connection() as conn:
-        return _query_page(request, conn, ctx, candidates, status, kind, severity, since, after, limit)
+        rows, allowed, restricted = _query_page(
+            request, conn, ctx, candidates, status, kind, severity, since, after, limit
+        )
+        shown = sorted({str(r["resident_id"]) for r in rows[:limit]})
+        audit_shown(
+            request,
+            conn,
+            ctx,
+            resource="alerts/list",
+            resident_ids=shown,
+            purpose=Purpose.TREATMENT,
+            bases={rid: allowed[rid].basis for rid in shown},
+            emergency_ids={rid for rid in shown if allowed[rid].emergency},
+        )
+    return rows, restricted
 
 
 def _query_page(
@@ -111,22 +126,12 @@ async def _page(
     limit: int,
 ) -> Any:
     after = decode_cursor(cursor, 2)
-    # One worker-thread hop for the queries (they may wait on a busy database without stalling the event
-    # loop); the audit flush is awaited on the loop.
-    rows, allowed, restricted = await anyio.to_thread.run_sync(
+    # One worker-thread hop for the queries and the audit rows (they may wait on a busy database without
+    # stalling the event loop); the rows are durable when it returns.
+    rows, restricted = await anyio.to_thread.run_sync(
         _load_page, request, ctx, candidates, status, kind, severity, since, after, limit
     )
     items = [alert_item(ctx, r) for r in rows[:limit]]
-    shown = sorted({i["resident_id"] for i in items})
-    await audit_access_async(
-        request,
-        ctx,
-        resource="alerts/list",
-        resident_ids=shown,
-        purpose=Purpose.TREATMENT,
-        bases={rid: allowed[rid].basis for rid in shown},
-        emergency_ids={rid for rid in shown if allowed[rid].emergency},
-    )
     return _page_response(items, next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]), restricted)
 
 
