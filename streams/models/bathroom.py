@@ -27,12 +27,19 @@ evidence (a log-likelihood ratio, "as an infection changes it" against
 
 A one-sided CUSUM (never below zero) sums the days, so a change must be
 sustained (one restless night is drained by ordinary days); an alert needs the
-sum above the threshold. Quiet for the first 7 days. Days when the gateway was
+sum above the threshold. That sum weighs the vitals as a fever/no-fever mixture
+each day, so every normal temperature costs an infection without fever about
+0.9: over three days more than the other signs of a mild one can make up. So a
+second test looks for the infection **without fever** (4.0): the other signs plus
+the vitals weighed for a small rise (0.5 of the resident's SDs, at most 1 a day
+either way), summed over the last **three days** only (the detection window; a
+short window cannot drift up over weeks of ordinary days), alerting above the
+threshold + 1. Either test alerts. Quiet for the first 7 days. Days when the gateway was
 silent teach nothing; days of a suspected infection do not teach the baseline.
 Feedback: "false alarm" raises the threshold by 1 (max 10), "true incident"
 lowers it by 0.5 (never below the default). The per-resident state is a
-handful of numbers (river ``stats.Var`` baselines and Poisson means) plus the
-open nights' counts: about 300 bytes encoded.
+handful of numbers (river ``stats.Var`` baselines and Poisson means), the last
+three days' afebrile evidence, plus the open nights' counts: about 320 bytes encoded.
 """
 
 from __future__ import annotations
@@ -95,6 +102,14 @@ MIN_HR_READINGS = 12  # an hour at 5 min
 #: Less activity as evidence: (-z - 1), at most this, z in SDs of log activity.
 MAX_ACTIVITY = 1.0
 MIN_ACTIVITY_SD = 0.05
+#: The test for an infection without fever: the other signs and vitals weighed for a small rise
+#: (AFEBRILE_SHIFT_SD of the resident's own SDs each, the day's vitals evidence within
+#: +-AFEBRILE_MAX_VITALS), summed over the last AFEBRILE_DAYS days, alerting above the threshold
+#: plus AFEBRILE_EXTRA_K (chosen on evaluation seeds 1-10; docs/detection.md).
+AFEBRILE_DAYS = 3
+AFEBRILE_SHIFT_SD = 0.5
+AFEBRILE_MAX_VITALS = 1.0
+AFEBRILE_EXTRA_K = 1.0
 
 
 def poisson_llr(count: float, mean: float, ratio: float) -> float:
@@ -155,10 +170,16 @@ class PoissonMean:
         self.n, self.mean = int(raw[0]), float(raw[1])
 
 
+def afebrile_vitals_llr(temp_z: float | None, hr_z: float | None) -> float:
+    """Evidence of the day's vitals for an infection without fever: a small rise (AFEBRILE_SHIFT_SD) in each."""
+    x = sum(AFEBRILE_SHIFT_SD * z - AFEBRILE_SHIFT_SD**2 / 2.0 for z in (temp_z, hr_z) if z is not None)
+    return _clip(x, -AFEBRILE_MAX_VITALS, AFEBRILE_MAX_VITALS)
+
+
 class BathroomSeries:
     """Daily features -> evidence sum, alert, for the monitor and for backtests."""
 
-    __slots__ = ("activity", "cusum", "day", "days", "hr", "k", "night", "restless", "temp")
+    __slots__ = ("activity", "cusum", "day", "days", "hr", "k", "night", "recent", "restless", "temp")
 
     def __init__(self, k: float = DEFAULT_K) -> None:
         self.day = PoissonMean()
@@ -170,6 +191,7 @@ class BathroomSeries:
         self.days = 0
         self.k = k
         self.cusum = 0.0
+        self.recent: list[float] = []  # the last AFEBRILE_DAYS days' evidence for an infection without fever
 
     def step(
         self,
@@ -180,7 +202,10 @@ class BathroomSeries:
         restless: float | None = None,
         activity: float | None = None,
     ) -> tuple[float, bool, bool, dict[str, float]]:
-        """(score = evidence sum, alert, warm, per-feature evidence) for one day; learns it unless unusual.
+        """(score, alert, warm, per-feature evidence) for one day; learns it unless unusual.
+
+        The score is the larger of the CUSUM and the afebrile three-day sum moved onto the CUSUM's
+        threshold (sum - AFEBRILE_EXTRA_K): an alert when it is above :meth:`threshold`.
 
         ``temp`` is the day's mean body temperature, ``hr`` the resting heart rate (None without a
         wristband), ``restless`` the night's movements in bed (None without a bed sensor),
@@ -204,11 +229,17 @@ class BathroomSeries:
         log_activity = None if activity is None else math.log1p(max(0.0, activity))
         if log_activity is not None and self.activity.n >= 3:
             ev["less_active"] = _clip(-self.activity.z(log_activity, MIN_ACTIVITY_SD) - 1.0, 0.0, MAX_ACTIVITY)
-        total = ev["llr_night"] + ev["llr_day"] + ev["restless"] + ev["vitals"] + ev["less_active"]
+        other = ev["llr_night"] + ev["llr_day"] + ev["restless"] + ev["less_active"]
+        total = other + ev["vitals"]
+        ev["afebrile"] = other + afebrile_vitals_llr(zt, zh)
         if warm:
             self.cusum = max(0.0, self.cusum + total)
-        alert = warm and self.cusum > self.threshold(temp is not None or hr is not None)
-        if not warm or (total < LEARN_BELOW and self.cusum < LEARN_BELOW):
+            self.recent = [*self.recent, ev["afebrile"]][-AFEBRILE_DAYS:]
+        vitals = temp is not None or hr is not None
+        score = self.score(vitals)
+        alert = warm and score > self.threshold(vitals)
+        quiet = self.recent_sum() < (self.k + AFEBRILE_EXTRA_K) / 2.0
+        if not warm or (total < LEARN_BELOW and self.cusum < LEARN_BELOW and quiet):
             self.day.learn(day_visits)
             self.night.learn(night_trips)
             if restless is not None:
@@ -220,11 +251,24 @@ class BathroomSeries:
             if log_activity is not None:
                 self.activity.learn(log_activity)
             self.days += 1
-        return self.cusum, alert, warm, {k: round(v, 2) + 0.0 for k, v in ev.items()}
+        return score, alert, warm, {k: round(v, 2) + 0.0 for k, v in ev.items()}
+
+    def recent_sum(self) -> float:
+        """The afebrile test's sum: the most evidence of the last days ending today (at least 0)."""
+        acc = best = 0.0
+        for x in reversed(self.recent):
+            acc += x
+            best = max(best, acc)
+        return best
+
+    def score(self, vitals: bool = True) -> float:
+        """The CUSUM, or the afebrile sum on the CUSUM's scale when that is closer to alerting."""
+        afebrile = self.recent_sum() + self.threshold(vitals) - (self.k + AFEBRILE_EXTRA_K)
+        return max(self.cusum, afebrile)
 
     def threshold(self, vitals: bool = True) -> float:
         """The evidence sum that alerts; without a wristband (no vitals, no evidence from them either way)
-        the other signs must say more."""
+        the other signs must say more. The afebrile sum alerts above ``k + AFEBRILE_EXTRA_K`` either way."""
         return self.k if vitals else self.k + NO_VITALS_EXTRA_K
 
     def dump(self) -> list[Any]:
@@ -238,6 +282,7 @@ class BathroomSeries:
             self.restless.dump(),
             self.hr.dump(),
             self.activity.dump(),
+            [round(x, 3) for x in self.recent],
         ]
 
     def load(self, raw: list[Any]) -> None:
@@ -249,6 +294,7 @@ class BathroomSeries:
             self.restless.load(raw[6])
             self.hr.load(raw[7])
             self.activity.load(raw[8])
+        self.recent = [float(x) for x in raw[9]] if len(raw) > 9 else []  # version 4
 
 
 def _add(acc: dict[int, list[float]], key: int, value: float) -> None:
@@ -425,15 +471,19 @@ def _said(ev: dict[str, float], usual: dict[str, float], f: dict[str, Any]) -> t
 
 class BathroomVisits(Detector):
     name = "bathroom"
-    version = "3.0"
+    version = "4.0"
     family = Family.CLINICAL
     purpose = (
         "Flag signs of a urinary infection: a sustained rise in bathroom visits (most at night), restless nights, "
-        "a raised temperature or resting heart rate and less activity, against the resident's own baseline."
+        "a raised temperature or resting heart rate and less activity, against the resident's own baseline; "
+        "with or without a fever."
     )
     kinds = frozenset({Kind.BED.value, Kind.MOTION.value, Kind.TEMPERATURE.value, Kind.HEART_RATE.value})
     warm_up = f"{WARM_UP_DAYS} days"
-    feedback_effect = "false alarm: evidence threshold +1 (max 10); true incident: -0.5 (not below the default)"
+    feedback_effect = (
+        "false alarm: evidence threshold +1 (max 10, both tests) and the sums restart; "
+        "true incident: -0.5 (not below the default)"
+    )
     __slots__ = ("_series", "_trips")
 
     def __init__(self) -> None:
@@ -517,7 +567,12 @@ class BathroomVisits(Detector):
             "activity": day.activity,
             **z,
         }
-        k = s.threshold(temp is not None or hr is not None)
+        vitals = temp is not None or hr is not None
+        k = s.threshold(vitals)
+        afebrile = alert and s.cusum <= k  # only the test for an infection without fever is over its threshold
+        features["evidence_sum"] = round(s.cusum, 2)
+        features["afebrile_sum_3_days"] = round(s.recent_sum(), 2)
+        features["afebrile_threshold"] = s.k + AFEBRILE_EXTRA_K
         m.score(self, t, score, k, alert, features)
         iso = date.fromordinal(day.ordinal).isoformat()
         open_keys = m.open_keys(self.name)
@@ -542,6 +597,9 @@ class BathroomVisits(Detector):
         )
         top = "; ".join(words[:3]) or "small changes over several days"
         top_sv = "; ".join(words_sv[:3]) or "små förändringar under flera dagar"
+        if afebrile:
+            top += "; no fever, as often at this age"
+            top_sv += "; ingen feber, som ofta i hög ålder"
         start = day.midnight - 86400 * 2
         m.fire(
             self,
@@ -577,6 +635,7 @@ class BathroomVisits(Detector):
         if fb.outcome == Outcome.FALSE_ALARM:
             self.series.k = min(MAX_K, self.series.k + 1.0)
             self.series.cusum = 0.0
+            self.series.recent = []
         elif fb.outcome == Outcome.TRUE_INCIDENT:
             self.series.k = max(DEFAULT_K, self.series.k - 0.5)
 

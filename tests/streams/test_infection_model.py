@@ -11,6 +11,8 @@ from carechain.candidates import Feedback, Outcome
 from carechain.care_plan import CarePlan
 from carechain.events import Event, Kind
 from streams.models.bathroom import (
+    AFEBRILE_DAYS,
+    AFEBRILE_EXTRA_K,
     DEFAULT_K,
     FEVER_SHARE,
     NO_VITALS_EXTRA_K,
@@ -50,7 +52,7 @@ def _usual_day(rng: random.Random, s: BathroomSeries, day_x: float = 1.0, night_
 
 def test_series_is_quiet_on_usual_days_and_alerts_within_three_days_of_a_rise() -> None:
     false_alerts = found = 0
-    for seed in range(10):
+    for seed in range(30):
         rng = random.Random(seed)
         s = BathroomSeries()
         false_alerts += sum(_usual_day(rng, s) for _ in range(60))
@@ -58,8 +60,42 @@ def test_series_is_quiet_on_usual_days_and_alerts_within_three_days_of_a_rise() 
         rise = [_usual_day(rng, s, 1.2, 2.25, restless=1.5), _usual_day(rng, s, 1.4, 3.5, restless=3.0)]
         rise.append(_usual_day(rng, s, 1.4, 3.5, restless=3.0))
         found += any(rise)
-    assert false_alerts <= 4  # of 600 ordinary days (about one in 300 in the simulated homes)
-    assert found >= 8
+    # Of 1,800 ordinary days: these Poisson counts are noisier than the simulated homes' (where 4.0 raises
+    # about one false alert in 300 resident-days, docs/detection.md); 29 here with 4.0, 18 with 3.0.
+    assert false_alerts <= 36
+    assert found >= 29  # 30 with 4.0, 28 with 3.0
+
+
+def test_an_infection_without_fever_is_found_by_the_three_day_test() -> None:
+    """Normal vitals cost the fever/no-fever CUSUM about 0.9 a day; the afebrile three-day sum finds it."""
+    s = BathroomSeries()
+    rng = random.Random(7)
+    for _ in range(21):
+        _usual_day(rng, s)
+    s.cusum, s.recent = 0.0, []
+    days = [(12, 2, 2), (12, 2, 3), (12, 2, 3)]  # day visits, night trips, restless; usual 9.2, 0.9, 0.7
+    results = [s.step(dv, nt, 36.6, 62.0, rest, 350.0) for dv, nt, rest in days]
+    score, alert, warm, ev = results[-1]
+    assert warm and alert and score > s.threshold()
+    assert s.cusum <= s.threshold()  # the CUSUM alone would not have alerted
+    assert s.recent_sum() > s.k + AFEBRILE_EXTRA_K
+    assert ev["afebrile"] > ev["llr_night"] + ev["llr_day"] + ev["restless"] + ev["vitals"]
+    assert not any(r[1] for r in results[:2])
+
+
+def test_the_afebrile_sum_keeps_only_the_last_three_days() -> None:
+    s = BathroomSeries()
+    s.days = 30
+    s.recent = [3.0, -1.0, 0.5]
+    assert s.recent_sum() == 2.5  # the best run of days ending today: 3.0 - 1.0 + 0.5
+    s.recent = [-1.0, 0.5]
+    assert s.recent_sum() == 0.5
+    s.recent = [-1.0, -0.5]
+    assert s.recent_sum() == 0.0
+    for _ in range(5):
+        s.step(10, 1, None, None, 1, 350.0)
+    assert len(s.recent) == AFEBRILE_DAYS
+    assert s.score(vitals=False) >= s.cusum
 
 
 def test_fever_and_a_faster_resting_pulse_are_evidence_a_normal_temperature_weakly_against() -> None:
@@ -166,3 +202,11 @@ def test_state_stays_small_after_a_month() -> None:
         det.trips.heart_rate(night, 60.0)
     size = len(json.dumps(det.dump(), separators=(",", ":")))
     assert size < 700, size  # against 16 KB for a whole resident
+    raw = det.series.dump()
+    assert len(det.series.recent) == AFEBRILE_DAYS
+    again = BathroomSeries()
+    again.load(raw)
+    assert again.dump() == raw
+    old = BathroomSeries()
+    old.load(raw[:9])  # a version-3 state: the afebrile sum starts empty
+    assert old.recent == [] and old.cusum == again.cusum
