@@ -35,10 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait to fill a batch")
     parser.add_argument("--inflight-batches", type=int, default=4,
                         help="Kafka batches in flight while the next is routed (MQTT acks stay in order)")
-    parser.add_argument("--producer-process", action=argparse.BooleanOptionalAction, default=True,
-                        help="run the Kafka producer in a child process (routing and producing on two cores)")
-    parser.add_argument("--linger-ms", type=int, default=20,
-                        help="Kafka producer linger of the bulk lane (the urgent lane never lingers)")
+    parser.add_argument("--producer-process", action=argparse.BooleanOptionalAction, default=False,
+                        help="run the Kafka producer in a child process (it was worth it when producing cost "
+                             "~18 us a record; with the batch API in-process is cheaper: docs/ingest.md)")
+    parser.add_argument("--linger-ms", type=int, default=0,
+                        help="Kafka producer linger (the bridge hands over complete record batches, which "
+                             "are sent at once; this only delays batches that are not closed)")
     parser.add_argument("--kafka-batch-bytes", type=int, default=512 * 1024, help="Kafka producer batch size")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none", help="Kafka compression")
     parser.add_argument("--registry-refresh-s", type=float, default=30.0,
@@ -81,6 +83,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if missing:
             log.error("Kafka topics missing: %s (run `carechain services up`)", ", ".join(missing))
             return 2
+        try:
+            producer.warm([topics.urgent, topics.events, topics.deadletter])
+        except DeliveryError as exc:  # fetched again on first use
+            log.warning("Kafka metadata not fetched at start-up: %s", exc)
         subscriber = GatewaySubscriber(
             settings.mqtt_host,
             settings.mqtt_port,

@@ -208,6 +208,12 @@ class EventProducer:
                 raise DeliveryError(f"topic {topic} has no partitions")
         return len(parts)
 
+    def warm(self, topics: Sequence[str]) -> None:
+        """Fetch the partitions of ``topics`` now, so the first record of each (a fall, say) does
+        not wait for a metadata round trip. Raises :class:`DeliveryError` when one is missing."""
+        for topic in topics:
+            self._partitions(self._urgent if topic in self._urgent_topics else self._bulk, topic)
+
     def _revive(self) -> None:
         """A producer whose sender died (a fatal error) is replaced; its unanswered records fail."""
         for name in ("_bulk", "_urgent"):

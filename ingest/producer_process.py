@@ -196,6 +196,9 @@ class ProcessProducer:
         if error is not None:
             raise DeliveryError(error)
 
+    def warm(self, topics: Sequence[str]) -> None:
+        """Nothing to do here: the child fetches a topic's partitions on first use."""
+
     def missing_topics(self, names: Sequence[str]) -> list[str]:
         """As :meth:`EventProducer.missing_topics` (asked from this process)."""
         from ingest.kafka import missing_topics

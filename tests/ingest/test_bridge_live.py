@@ -370,15 +370,15 @@ def test_bridge_reconnects_and_resumes_its_session_after_being_kicked(live: Sett
 
 @pytest.mark.parametrize("victim", ["producer process", "in-process producer"])
 def test_kill_9_of_the_producer_process_loses_nothing(live: Settings, victim: str) -> None:
-    """``--producer-process`` (the default): kill -9 the child that owns the Kafka producer while
-    readings flow; the bridge starts a new one and re-sends. With ``--no-producer-process`` the
-    same flow runs through the in-process producer (no kill): the other path stays tested."""
+    """``--producer-process``: kill -9 the child that owns the Kafka producer while readings flow;
+    the bridge starts a new one and re-sends. Without it (the default) the same flow runs through
+    the in-process producer (no kill): both paths stay tested."""
     import psutil
 
     prefix = f"p{tag()}"
     devices = homes(prefix, 4, sensors=("motion",))
     sensors = [d for d in devices if d.device_kind == "motion"]
-    args = [] if victim == "producer process" else ["--no-producer-process"]
+    args = ["--producer-process"] if victim == "producer process" else []
     with private_database(live, devices) as dsn, private_topics(live) as topics, \
             running_bridge(live, dsn, topics, args) as bridge:
         assert bridge.proc is not None
