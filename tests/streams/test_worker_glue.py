@@ -7,6 +7,7 @@ and the two sends by lists (the Kafka paths are covered by test_worker_kafka).
 from __future__ import annotations
 
 import asyncio
+import gc
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from carechain.events import Kind
 from carechain.settings import Settings
 from streams.sink import CountingSink
 from streams.synthetic import Home
-from streams.worker import MonitorCodec, StreamWorker, WorkerOptions
+from streams.worker import GC_THRESHOLD, MonitorCodec, StreamWorker, WorkerOptions, tune_gc
 from tests.streams.conftest import local
 
 
@@ -104,11 +105,23 @@ def test_bad_input_goes_to_the_dead_letters_and_the_rest_is_handled(tmp_path: Pa
     fall = home.event(Kind.FALL, True, local(24, 12), room="hall")
     batch = [
         Message("events.urgent", 0, 1, b"{not json"),
-        Message("events.urgent", 0, 2, fall.to_json()),
+        Message("events.urgent", 0, 2, b'{"v":1,"kind":"fall","value":true}'),  # JSON, but not an event
+        Message("events.urgent", 0, 3, fall.to_json()),
     ]
     asyncio.run(worker.handle_messages(batch, urgent=True))
-    assert dead == [b"{not json"] and worker.stats.bad == 1
+    assert dead == [b"{not json", b'{"v":1,"kind":"fall","value":true}'] and worker.stats.bad == 2
     assert [c.kind for c in sent] == ["fall"]
+
+
+def test_the_worker_process_takes_fewer_gc_passes() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLD and GC_THRESHOLD[0] > before[0]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_the_state_codec_is_the_monitors_own(tmp_path: Path) -> None:
