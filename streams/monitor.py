@@ -29,11 +29,14 @@ import heapq
 import json
 import sys
 import zlib
+from array import array
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from carechain.candidates import (
     AlertCandidate,
@@ -49,9 +52,25 @@ from streams import clock
 from streams.day import MAX_ROOMS, Day
 from streams.detector import Detector
 
-#: Codec version of :meth:`ResidentMonitor.to_bytes`. Bump on any layout change.
-CODEC_VERSION = 1
+#: Codec version of :meth:`ResidentMonitor.to_bytes`. Bump on any layout change (keep a reader for the old one).
+CODEC_VERSION = 2
 _MAGIC = b"\xcc\x4d"  # "CareChain Monitor"
+_FLAG_ZLIB = 0x01
+_HEAD_PLAIN = _MAGIC + bytes([CODEC_VERSION, 0])
+_HEAD_ZLIB = _MAGIC + bytes([CODEC_VERSION, _FLAG_ZLIB])
+#: Codec-2 bodies longer than this are zlib-compressed (level 1); shorter ones are stored as they are.
+COMPRESS_ABOVE = 4096
+_INT63 = 2**63 - 1
+#: The codec-2 body: one JSON array with these fields in this order (devices: 6 values each,
+#: buffered events: 10 values each, flattened).
+_V2_FIELDS = (
+    "resident_id", "home_id", "lateness_s", "watermark", "watermark_urgent", "released", "closed_through",
+    "max_ts", "last_activity", "since", "doses_taken", "last_activity_id", "last_activity_what",
+    "events_count", "late_count", "suppressed_count", "gateways", "gateway_offline", "gateway_back",
+    "devices [id, gateway|null=as before, last, since|null=last, max_gap, prev_max_gap]*", "rooms", "days",
+    "buffer [id, gateway|null, device index|id, room, kind, value, ts, seq, received_at|null=ts, unit]*",
+    "open", "keys", "positions", "detectors",
+)  # fmt: skip
 
 #: Default allowed lateness (seconds).
 DEFAULT_LATENESS_S = 120.0
@@ -545,36 +564,107 @@ class ResidentMonitor:
     # ------------------------------------------------------------------ codec
 
     def to_bytes(self) -> bytes:
-        """Explicit, versioned, compact state: magic, version byte, zlib(JSON). Never pickle."""
-        state = {
-            "r": self.resident_id,
-            "h": self.home_id,
-            "l": self.lateness_s,
-            "w": _num(self.watermark),
-            "wu": _num(self.watermark_urgent),
-            "rl": _num(self.released),
-            "cd": self.closed_through,
-            "m": _num(self.max_ts),
-            "a": _num(self.last_activity),
-            "s": _num(self.since),
-            "dt": self.doses_taken,
-            "ai": self.last_activity_id,
-            "aw": self.last_activity_what,
-            "n": [self.events_count, self.late_count, self.suppressed_count],
-            "g": self.gateways,
-            "go": self.gateway_offline,
-            "gb": self.gateway_back,
-            "dv": {k: d.dump() for k, d in self.devices.items()},
-            "rm": self.rooms,
-            "dy": [d.dump() for d in self.days.values()],
-            "b": [_pack_event(e, t) for t, _, e in sorted(self.buffer)],
-            "o": self.open,
-            "k": self.keys,
-            "p": self.positions,
-            "d": {name: d.dump() for name, d in self.detectors.items()},
-        }
-        body = json.dumps(state, separators=(",", ":")).encode()
-        return _MAGIC + bytes([CODEC_VERSION]) + zlib.compress(body, 6)
+        """Explicit, versioned, compact state (codec 2). Never pickle.
+
+        ``magic (2) | version 2 | flags | body``: the body is one JSON array (layout in
+        :data:`_V2_FIELDS`, written with orjson), zlib-compressed (level 1, flag bit 0)
+        only when longer than :data:`COMPRESS_ABOVE` bytes — most states are not.
+        Devices and buffered events name a gateway only when it differs from the one
+        before; a buffered event's device is its index among the devices when known;
+        a device's week is derived from its last time. Every number is kept exactly.
+        """
+        devices: list[Any] = []
+        index: dict[str, int] = {}
+        gw: str | None = None
+        for i, (k, d) in enumerate(self.devices.items()):
+            index[k] = i
+            g = d.gateway
+            devices += (
+                k,
+                None if g == gw else g,
+                d.last,
+                None if d.since == d.last else d.since,
+                d.max_gap,
+                d.prev_max_gap,
+            )
+            gw = g
+        buffer: list[Any] = []
+        gw = None
+        for t, _, e in sorted(self.buffer):
+            g = e.gateway_id
+            r = e.received_at.timestamp()
+            buffer += (
+                e.event_id,
+                None if g == gw else g,
+                index.get(e.device_id, e.device_id),
+                e.room,
+                e.kind,
+                e.value,
+                t,
+                e.seq,
+                None if r == t else r,
+                e.unit,
+            )
+            gw = g
+        days = []
+        for day in self.days.values():
+            rooms = []
+            for room, counts in day.room_hours.items():
+                raw = counts.tobytes()  # only the hours from the first to the last with activity
+                lo = (len(raw) - len(raw.lstrip(b"\0"))) // 4
+                hi = -(-len(raw.rstrip(b"\0")) // 4)
+                rooms.append([room, lo, *counts[lo:hi]] if hi > lo else [room, 0])
+            slots = day.bath_slots
+            days.append(
+                [
+                    day.ordinal,
+                    day.midnight,
+                    day.next_midnight,
+                    day.activity,
+                    slots if slots <= _INT63 else f"{slots:x}",  # 96 slot bits: wider than orjson's integers
+                    int(day.degraded),
+                    rooms,
+                ]
+            )
+        detectors = {}
+        for name, det in self.detectors.items():
+            raw_det = det.dump()
+            if raw_det != _fresh_dump(det):  # a detector as new is left out (most rules, most of the time)
+                detectors[name] = raw_det
+        body = orjson.dumps(
+            [
+                self.resident_id,
+                self.home_id,
+                self.lateness_s,
+                _num(self.watermark),
+                _num(self.watermark_urgent),
+                _num(self.released),
+                self.closed_through,
+                _num(self.max_ts),
+                _num(self.last_activity),
+                _num(self.since),
+                self.doses_taken,
+                self.last_activity_id,
+                self.last_activity_what,
+                self.events_count,
+                self.late_count,
+                self.suppressed_count,
+                self.gateways,
+                self.gateway_offline,
+                self.gateway_back,
+                devices,
+                self.rooms,
+                days,
+                buffer,
+                self.open,
+                self.keys,
+                self.positions,
+                detectors,
+            ]
+        )
+        if len(body) > COMPRESS_ABOVE:
+            return _HEAD_ZLIB + zlib.compress(body, 1)
+        return _HEAD_PLAIN + body
 
     @classmethod
     def from_bytes(
@@ -583,11 +673,98 @@ class ResidentMonitor:
         plan: CarePlan | None = None,
         paused: Collection[str] = frozenset(),
     ) -> ResidentMonitor:
-        """Rebuild a monitor from :meth:`to_bytes`. Raises ValueError on a foreign or newer layout."""
+        """Rebuild a monitor from :meth:`to_bytes` (codec 2, or codec 1 of earlier versions).
+
+        Raises ValueError on a foreign or newer layout.
+        """
         if data[:2] != _MAGIC:
             raise ValueError("not a CareChain monitor state")
-        if data[2] != CODEC_VERSION:
-            raise ValueError(f"monitor state version {data[2]} is not supported (this code reads {CODEC_VERSION})")
+        version = data[2]
+        if version == 1:
+            return cls._from_v1(data, plan, paused)
+        if version != CODEC_VERSION:
+            raise ValueError(f"monitor state version {version} is not supported (this code reads 1-{CODEC_VERSION})")
+        flags = data[3]
+        if flags & ~_FLAG_ZLIB:
+            raise ValueError(f"monitor state flags {flags:#x} are not supported")
+        body = zlib.decompress(data[4:]) if flags & _FLAG_ZLIB else data[4:]
+        s = orjson.loads(body)
+        if not isinstance(s, list) or len(s) != len(_V2_FIELDS):
+            raise ValueError("monitor state body does not have the codec 2 layout")
+        r, h, lateness, w, wu, rl, cd, mx, a, since = s[:10]
+        dt, ai, aw, n_ev, n_late, n_sup, g, go, gb = s[10:19]
+        dv, rm, dy, b, o, k, p, d = s[19:]
+        m = cls(r, h, plan, paused, float(lateness))
+        m.watermark = _unnum(w)
+        m.watermark_urgent = _unnum(wu)
+        m.released = _unnum(rl)
+        m.closed_through = int(cd)
+        m.max_ts = _unnum(mx)
+        m.last_activity = _unnum(a)
+        m.last_activity_id = ai
+        m.last_activity_what = aw
+        m.since = _unnum(since)
+        m.doses_taken = {key: float(v) for key, v in dt.items()}
+        m.events_count, m.late_count, m.suppressed_count = int(n_ev), int(n_late), int(n_sup)
+        m.gateways = {sys.intern(key): float(v) for key, v in g.items()}
+        m.gateway_offline = {sys.intern(key): float(v) for key, v in go.items()}
+        m.gateway_back = {sys.intern(key): float(v) for key, v in gb.items()}
+        names: list[str] = []
+        gw = ""
+        for i in range(0, len(dv), 6):
+            name, dg, last, first, max_gap, prev_max_gap = dv[i : i + 6]
+            if dg is not None:
+                gw = sys.intern(dg)
+            dev = Device(gw, float(last))
+            if first is not None:
+                dev.since = float(first)
+            dev.max_gap, dev.prev_max_gap = float(max_gap), float(prev_max_gap)
+            name = sys.intern(name)
+            names.append(name)
+            m.devices[name] = dev
+        m.rooms = [sys.intern(room) for room in rm]
+        for ordinal, midnight, nxt, activity, slots, degraded, rooms in dy:
+            day = Day(int(ordinal), float(midnight), float(nxt))
+            day.activity = int(activity)
+            day.bath_slots = int(slots, 16) if isinstance(slots, str) else int(slots)
+            day.degraded = bool(degraded)
+            for room, lo, *hours in rooms:
+                counts = day.room_hours[int(room)] = array("I", bytes(4 * 24))
+                counts[lo : lo + len(hours)] = array("I", hours)
+            m.days[day.ordinal] = day
+        gw = ""
+        for i in range(0, len(b), 10):
+            eid, eg, dev_ref, room, kind, value, t, seq, rec, unit = b[i : i + 10]
+            if eg is not None:
+                gw = sys.intern(eg)
+            t = float(t)
+            ev = Event(
+                event_id=eid,
+                resident_id=m.resident_id,
+                home_id=m.home_id,
+                gateway_id=gw,
+                device_id=names[dev_ref] if isinstance(dev_ref, int) else sys.intern(dev_ref),
+                room=room,
+                kind=kind,
+                value=value,
+                ts=clock.to_dt(t),
+                seq=int(seq),
+                received_at=clock.to_dt(t if rec is None else float(rec)),
+                unit=unit,
+            )
+            m.buffer.append((t, eid, ev))
+        heapq.heapify(m.buffer)
+        m.open = {key: list(v) for key, v in o.items()}
+        m.keys = {key: float(v) for key, v in k.items()}
+        m.positions = {key: int(v) for key, v in p.items()}
+        for name, raw in d.items():
+            if name in m.detectors:
+                m.detectors[name].load(raw)
+        return m
+
+    @classmethod
+    def _from_v1(cls, data: bytes, plan: CarePlan | None, paused: Collection[str]) -> ResidentMonitor:
+        """Codec 1 (zlib(JSON object)), written before codec 2: a worker upgraded in place resumes from it."""
         s = json.loads(zlib.decompress(data[3:]))
         m = cls(s["r"], s["h"], plan, paused, float(s["l"]))
         m.watermark = _unnum(s["w"])
@@ -618,6 +795,17 @@ class ResidentMonitor:
             if name in m.detectors:
                 m.detectors[name].load(raw)
         return m
+
+
+_FRESH: dict[type[Detector], list[Any]] = {}
+
+
+def _fresh_dump(det: Detector) -> list[Any]:
+    """The state of a new detector of this kind (left out of checkpoints; a loaded monitor starts from it)."""
+    raw = _FRESH.get(type(det))
+    if raw is None:
+        raw = _FRESH[type(det)] = type(det)().dump()
+    return raw
 
 
 def _pack_event(e: Event, t: float) -> list[Any]:
