@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from api import problems
 from api.audit import AuditWriter
@@ -77,9 +77,6 @@ class ApiState:
     orgs: OrgDirectory
     timelines: TimelineCache = field(default_factory=TimelineCache)
     getconn_limiter: anyio.CapacityLimiter | None = None  # made in the lifespan (needs the event loop)
-    #: Async connections for the hottest routes (the alert list): their queries and audit rows run on the event
-    #: loop, without a worker-thread hop and the GIL hand-overs each query costs there. Made in the lifespan.
-    apool: AsyncConnectionPool | None = None
 
     @property
     def settings_show_restricted_marker(self) -> bool:
@@ -119,17 +116,6 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=False)
         state.getconn_limiter = anyio.CapacityLimiter(max_size + 8)
-        asize = max(2, max_size // 2)
-        state.apool = apool = AsyncConnectionPool(
-            settings.database_url,
-            min_size=asize,
-            max_size=asize,
-            kwargs={"autocommit": True},
-            open=False,
-            timeout=10.0,
-            name="carechain-api-async",
-        )
-        await apool.open(wait=False)
         try:
             await anyio.to_thread.run_sync(state.orgs.reload)
         except Exception as e:  # the database may come later: /ready says so, requests retry the lookup
@@ -145,7 +131,6 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
         finally:
             await stream.stop()
             audit_writer.stop()
-            await apool.close()
             pool.close()
 
     app = FastAPI(

@@ -164,21 +164,10 @@ def append_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) ->
     """
     if not entries:
         return []
-    return [int(r[0]) for r in conn.execute(_APPEND, (_bodies(entries),)).fetchall()]
-
-
-def _bodies(entries: Sequence[AuditEntry]) -> list[str]:
     at = datetime.now(UTC)
     local = at.astimezone(LOCAL_TZ).isoformat(timespec="seconds")
-    return [body({"id": 0, **_content(e, at, local), "prev_hash": ""}) for e in entries]
-
-
-async def append_many_async(conn: psycopg.AsyncConnection[Any], entries: Sequence[AuditEntry]) -> list[int]:
-    """:func:`append_many` on an async connection (the event loop waits, no thread)."""
-    if not entries:
-        return []
-    cur = await conn.execute(_APPEND, (_bodies(entries),))
-    return [int(r[0]) for r in await cur.fetchall()]
+    bodies = [body({"id": 0, **_content(e, at, local), "prev_hash": ""}) for e in entries]
+    return [int(r[0]) for r in conn.execute(_APPEND, (bodies,)).fetchall()]
 
 
 def record_many(conn: psycopg.Connection[Any], entries: Sequence[AuditEntry]) -> list[int]:

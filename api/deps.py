@@ -20,7 +20,7 @@ import psycopg
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import Connection
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from api import audit, store
 from api.access import (
@@ -262,22 +262,6 @@ def _append_durably(request: Request, conn: Connection[Any], entries: list[audit
     return ids
 
 
-async def append_durably_async(
-    request: Request, conn: psycopg.AsyncConnection[Any], entries: list[audit.AuditEntry]
-) -> list[int]:
-    """:func:`_append_durably` on an idle async autocommit connection (the event loop waits for the commit)."""
-    ids = await audit.append_many_async(conn, entries)
-    get_state(request).metrics.audit_rows.inc(len(ids))
-    return ids
-
-
-def get_apool(request: Request) -> AsyncConnectionPool:
-    """The process's async connection pool (autocommit connections; see ``ApiState.apool``)."""
-    apool = get_state(request).apool
-    assert apool is not None, "the app's lifespan has not run"
-    return apool
-
-
 def _grant_or_raise(
     ctx: UserContext, resident_id: str | None, category: Category, decision: Decision, audit_id: int
 ) -> ResidentGrant:
@@ -382,21 +366,6 @@ def audit_access(
     get_state(request).metrics.audit_rows.inc(len(entries))
 
 
-def list_entries(
-    request: Request,
-    ctx: UserContext,
-    *,
-    resource: str,
-    resident_ids: list[str] | None = None,
-    purpose: Purpose = Purpose.TREATMENT,
-    bases: dict[str, str | None] | None = None,
-    emergency_ids: set[str] | None = None,
-) -> list[audit.AuditEntry]:
-    """The audit entries of a list access (one per resident shown, one when none), as :func:`audit_access`
-    writes them, for a caller that appends them itself (e.g. with :func:`append_durably_async`)."""
-    return _list_entries(request, ctx, resource, resident_ids, Outcome.ALLOWED, purpose, bases, emergency_ids)
-
-
 def _list_entries(
     request: Request,
     ctx: UserContext,
@@ -422,6 +391,23 @@ def _list_entries(
         )
         for rid in ids
     ]
+
+
+def audit_shown(
+    request: Request,
+    conn: Connection[Any],
+    ctx: UserContext,
+    *,
+    resource: str,
+    resident_ids: list[str] | None = None,
+    purpose: Purpose = Purpose.TREATMENT,
+    bases: dict[str, str | None] | None = None,
+    emergency_ids: set[str] | None = None,
+) -> None:
+    """:func:`audit_access` on the connection the caller holds (sync, for a worker thread that has just run the
+    list's queries on it): one row per resident shown, durable when it returns, in the same thread hop."""
+    entries = _list_entries(request, ctx, resource, resident_ids, Outcome.ALLOWED, purpose, bases, emergency_ids)
+    _append_durably(request, conn, entries)
 
 
 async def audit_access_async(

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection, Connection, sql
+from psycopg import Connection, sql
 from psycopg.rows import dict_row
 
 from api.access import (
@@ -28,14 +28,6 @@ def _rows(conn: Connection[Any], query: str | sql.Composed, params: Sequence[Any
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, params)
         return list(cur.fetchall())
-
-
-async def _arows(
-    conn: AsyncConnection[Any], query: str | sql.Composed, params: Sequence[Any] | dict[str, Any] = ()
-) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return list(await cur.fetchall())
 
 
 def _row(conn: Connection[Any], query: str | sql.Composed, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
@@ -188,26 +180,15 @@ def caller_facts(
 
     Not for code that needs every relation (who holds data, consent rules): use :func:`resident_facts_many`.
     """
-    q = _caller_query(user_id, org_id, resident_ids)
-    return {r["id"]: _facts(r) for r in _rows(conn, *q)} if q else {}
-
-
-async def caller_facts_async(
-    conn: AsyncConnection[Any], user_id: str, org_id: str, resident_ids: Sequence[str] | None = None
-) -> dict[str, ResidentFacts]:
-    """:func:`caller_facts` on an async connection (on the event loop, no worker thread)."""
-    q = _caller_query(user_id, org_id, resident_ids)
-    return {r["id"]: _facts(r) for r in await _arows(conn, *q)} if q else {}
-
-
-def _caller_query(user_id: str, org_id: str, resident_ids: Sequence[str] | None) -> tuple[str, dict[str, Any]] | None:
     if resident_ids is None:
-        return _CALLER_REACH, {"u": user_id, "o": org_id}
-    if len(resident_ids) == 1:
-        return _CALLER_ONE, {"u": user_id, "o": org_id, "r": resident_ids[0]}
-    if resident_ids:
-        return _CALLER_MANY, {"u": user_id, "o": org_id, "ids": list(dict.fromkeys(resident_ids))}
-    return None
+        rows = _rows(conn, _CALLER_REACH, {"u": user_id, "o": org_id})
+    elif len(resident_ids) == 1:
+        rows = _rows(conn, _CALLER_ONE, {"u": user_id, "o": org_id, "r": resident_ids[0]})
+    elif resident_ids:
+        rows = _rows(conn, _CALLER_MANY, {"u": user_id, "o": org_id, "ids": list(dict.fromkeys(resident_ids))})
+    else:
+        return {}
+    return {r["id"]: _facts(r) for r in rows}
 
 
 def resident_facts(conn: Connection[Any], resident_id: str) -> ResidentFacts | None:
@@ -842,37 +823,6 @@ def alerts_for(
     """Alerts of these residents, newest first, keyset-paginated on (time, id)."""
     if not resident_ids:
         return []
-    return [
-        _alert_doc(r) for r in _rows(conn, *_alerts_query(resident_ids, status, kind, severity, since, after, limit))
-    ]
-
-
-async def alerts_for_async(
-    conn: AsyncConnection[Any],
-    resident_ids: Sequence[str],
-    status: str | None,
-    kind: str | None,
-    severity: str | None,
-    since: datetime | None,
-    after: list[Any] | None,
-    limit: int,
-) -> list[Row]:
-    """:func:`alerts_for` on an async connection."""
-    if not resident_ids:
-        return []
-    q = _alerts_query(resident_ids, status, kind, severity, since, after, limit)
-    return [_alert_doc(r) for r in await _arows(conn, *q)]
-
-
-def _alerts_query(
-    resident_ids: Sequence[str],
-    status: str | None,
-    kind: str | None,
-    severity: str | None,
-    since: datetime | None,
-    after: list[Any] | None,
-    limit: int,
-) -> tuple[str, list[Any]]:
     where = ["a.resident_id = ANY(%s)"]
     params: list[Any] = [list(resident_ids)]
     if status == "open":
@@ -898,7 +848,7 @@ def _alerts_query(
         + f" ORDER BY a.{ALERT_TIME} DESC, a.id DESC LIMIT %s"
     )
     params.append(limit)
-    return q, params
+    return [_alert_doc(r) for r in _rows(conn, q, params)]
 
 
 def alert(conn: Connection[Any], alert_id: int) -> Row | None:

@@ -24,18 +24,7 @@ from api.access import (
     decide,
 )
 from api.audit import REQUEST_ID
-from api.deps import (
-    CurrentUser,
-    Db,
-    append_durably_async,
-    audit_access,
-    audit_access_async,
-    gate,
-    gate_async,
-    get_apool,
-    get_state,
-    list_entries,
-)
+from api.deps import CurrentUser, Db, audit_access, audit_access_async, audit_shown, gate, gate_async, get_state
 from api.models import ActionResult, Alert, CommentIn, DismissIn, ResolveIn
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, next_cursor
 from api.problems import PROBLEM_RESPONSES, ProblemError
@@ -63,11 +52,55 @@ def _page_response(items: list[dict[str, Any]], cursor: str | None, restricted: 
     )
 
 
-def _allowed(
-    request: Request, ctx: UserContext, facts: dict[str, Any], now: datetime
-) -> tuple[dict[str, Decision], bool]:
-    """The residents whose alerts the caller may see (with the decisions that allow them), and whether blocked
-    data exist that are not shown."""
+def _load_page(
+    request: Request,
+    ctx: UserContext,
+    candidates: list[str] | None,
+    status: str | None,
+    kind: str | None,
+    severity: str | None,
+    since: datetime | None,
+    after: list[Any] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The page's rows, audited (blocking database work: run in a worker thread).
+
+    One pooled connection, held only for the two queries and the audit append (one row per resident shown, a
+    short transaction of its own, durable when this returns; not while the request serialises and sends), all
+    in one worker-thread hop."""
+    with get_state(request).pool.connection() as conn:
+        rows, allowed, restricted = _query_page(
+            request, conn, ctx, candidates, status, kind, severity, since, after, limit
+        )
+        shown = sorted({str(r["resident_id"]) for r in rows[:limit]})
+        audit_shown(
+            request,
+            conn,
+            ctx,
+            resource="alerts/list",
+            resident_ids=shown,
+            purpose=Purpose.TREATMENT,
+            bases={rid: allowed[rid].basis for rid in shown},
+            emergency_ids={rid for rid in shown if allowed[rid].emergency},
+        )
+    return rows, restricted
+
+
+def _query_page(
+    request: Request,
+    conn: Any,
+    ctx: UserContext,
+    candidates: list[str] | None,
+    status: str | None,
+    kind: str | None,
+    severity: str | None,
+    since: datetime | None,
+    after: list[Any] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
+    now = datetime.now(UTC)
+    # One query: the caller's reach (or the given residents) and the facts the policy reads for this caller.
+    facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, candidates)
     allowed: dict[str, Decision] = {}
     restricted = False
     show_marker = get_state(request).settings.api_restricted_marker
@@ -76,7 +109,8 @@ def _allowed(
         if d.allowed:
             allowed[rid] = d
         restricted = restricted or d.restricted_marker
-    return allowed, restricted
+    rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
+    return rows, allowed, restricted
 
 
 async def _page(
@@ -92,26 +126,11 @@ async def _page(
     limit: int,
 ) -> Any:
     after = decode_cursor(cursor, 2)
-    # On the event loop with an async pooled connection, held only for the two queries and the audit append:
-    # three round trips, no worker-thread hop (with a thread, waking it, its GIL hand-overs after each query and
-    # waking the loop again cost more than the queries under load).
-    async with get_apool(request).connection() as conn:
-        now = datetime.now(UTC)
-        # One query: the caller's reach (or the given residents) and the facts the policy reads for this caller.
-        facts = await store.caller_facts_async(conn, ctx.user_id, ctx.org_id, candidates)
-        allowed, restricted = _allowed(request, ctx, facts, now)
-        rows = await store.alerts_for_async(conn, list(allowed), status, kind, severity, since, after, limit + 1)
-        shown = sorted({str(r["resident_id"]) for r in rows[:limit]})
-        entries = list_entries(
-            request,
-            ctx,
-            resource="alerts/list",
-            resident_ids=shown,
-            purpose=Purpose.TREATMENT,
-            bases={rid: allowed[rid].basis for rid in shown},
-            emergency_ids={rid for rid in shown if allowed[rid].emergency},
-        )
-        await append_durably_async(request, conn, entries)  # one row per resident shown, durable from here on
+    # One worker-thread hop for the queries and the audit rows (they may wait on a busy database without
+    # stalling the event loop); the rows are durable when it returns.
+    rows, restricted = await anyio.to_thread.run_sync(
+        _load_page, request, ctx, candidates, status, kind, severity, since, after, limit
+    )
     items = [alert_item(ctx, r) for r in rows[:limit]]
     return _page_response(items, next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]), restricted)
 
