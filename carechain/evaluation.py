@@ -161,6 +161,16 @@ class TypeScore:
     true_alerts: int = 0  # alerts of this type's kinds matched to an incident of the type
     false_alerts: int = 0  # alerts of this type's kinds explained by nothing
     misses: list[dict[str, Any]] = field(default_factory=list)
+    #: Incidents and detections by how they showed (infection: "fever" / "no fever"), [incidents, detected].
+    by_sign: dict[str, list[int]] = field(default_factory=dict)
+
+
+def sign_of(inc: Incident) -> str | None:
+    """How an incident showed, where the simulator drew it: an infection with or without fever."""
+    fever = inc.detail.get("fever")
+    if not isinstance(fever, bool):
+        return None
+    return "fever" if fever else "no fever"
 
 
 def _explains(inc: Incident, a: Alert) -> bool:
@@ -192,6 +202,10 @@ def score(results: Sequence[ScenarioResult]) -> dict[str, Any]:
                 for a in res.alerts
                 if a.kind in DETECTED_BY[inc.type] and a.resident_id == inc.resident_id and lo <= _dt(a.at) <= hi
             ]
+            sign = sign_of(inc)
+            if sign is not None:
+                ts.by_sign.setdefault(sign, [0, 0])[0] += 1
+                ts.by_sign[sign][1] += bool(hits)
             if hits:
                 ts.detected += 1
                 ts.delays.append(max(0.0, hits[0].at - inc.start.timestamp()))
@@ -250,6 +264,7 @@ def score(results: Sequence[ScenarioResult]) -> dict[str, Any]:
                 "note": target.note,
             },
             "meets_target": meets,
+            "by_sign": {k: {"incidents": v[0], "detected": v[1]} for k, v in sorted(ts.by_sign.items())},
             "misses": ts.misses[:10],
         }
     weeks = healthy_days / 7.0
@@ -352,6 +367,12 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
         med_p = statistics.median(precisions) if precisions else None
         worst_p = min(precisions) if precisions else None
+        by_sign: dict[str, dict[str, int]] = {}
+        for t in runs:
+            for sign, c in t.get("by_sign", {}).items():
+                acc = by_sign.setdefault(sign, {"incidents": 0, "detected": 0})
+                acc["incidents"] += c["incidents"]
+                acc["detected"] += c["detected"]
         types[name] = {
             "seeds": len(runs),
             "incidents": sum(t["incidents"] for t in runs),
@@ -363,6 +384,7 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "delay_p95_worst_s": None if not p95s else max(p95s),
             "meets_target": _meets(target, statistics.median(recalls), med_p, p95s),
             "worst_meets_target": _meets(target, min(recalls), worst_p, p95s),
+            "by_sign": by_sign,
         }
     per_week = [r["healthy"]["false_alerts_per_resident_week"] for r in results]
     weeks = [w for w in per_week if w is not None]
@@ -378,6 +400,11 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "worst_meets_target": None if not weeks else max(weeks) <= FALSE_ALERTS_PER_RESIDENT_WEEK,
         },
     }
+
+
+def _signs(by_sign: dict[str, dict[str, int]]) -> str:
+    """e.g. "  found: fever 16/16, no fever 3/4"."""
+    return "  found: " + ", ".join(f"{k} {v['detected']}/{v['incidents']}" for k, v in by_sign.items())
 
 
 def summary_table(summary: dict[str, Any]) -> str:
@@ -400,6 +427,8 @@ def summary_table(summary: dict[str, Any]) -> str:
             f"{f(t['precision_median']):>10}/{f(t['precision_worst']):<9} {f(t['delay_median_s'], 1):>12}"
             f" {f(t['delay_p95_worst_s'], 1):>12}  {ok(t['meets_target']):<7} {ok(t['worst_meets_target'])}"
         )
+        if t.get("by_sign"):
+            lines.append(_signs(t["by_sign"]))
     h = summary["healthy"]
     lines.append(
         f"healthy residents: false alerts per resident-week median {f(h['false_alerts_per_resident_week_median'], 3)}"
@@ -435,6 +464,8 @@ def table(result: dict[str, Any]) -> str:
             f"{name:<16} {t['incidents']:>4} {f(t['recall']):>7} {f(t['precision']):>7} "
             f"{f(t['delay_median_s'], 1):>10} {f(t['delay_p95_s'], 1):>10}  {verdict}"
         )
+        if t.get("by_sign"):
+            lines.append(_signs(t["by_sign"]))
     h = result["healthy"]
     ok = "-" if h["meets_target"] is None else ("MET" if h["meets_target"] else "MISSED")
     lines.append(

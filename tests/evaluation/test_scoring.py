@@ -68,3 +68,20 @@ def test_several_seeds_give_the_median_and_the_worst() -> None:
     assert inf["meets_target"] is True and inf["worst_meets_target"] is False
     assert out["healthy"]["false_alerts_per_resident_week_median"] == 0.05
     assert out["healthy"]["meets_target"] is True and out["healthy"]["worst_meets_target"] is False
+
+
+def test_infections_are_counted_with_and_without_fever() -> None:
+    infections = incident_scenario(IncidentType.INFECTION, 6, seed=1)
+    results = [
+        ScenarioResult(sc, [_alert(sc, "infection_signs", 40 * 3600.0, f"k{i}")]) for i, sc in enumerate(infections)
+    ]
+    results[0].alerts.clear()  # the first one is missed
+    out = score(results)
+    by_sign = out["types"]["infection"]["by_sign"]
+    fever = [bool(sc.incidents[0].detail["fever"]) for sc in infections]
+    want = {"fever": fever.count(True), "no fever": fever.count(False)}
+    assert {k: v["incidents"] for k, v in by_sign.items()} == {k: n for k, n in want.items() if n}
+    missed = "fever" if fever[0] else "no fever"
+    assert by_sign[missed]["detected"] == by_sign[missed]["incidents"] - 1
+    both = summarize([{"set": "full", "seed": s, **out} for s in (1, 2)])
+    assert both["types"]["infection"]["by_sign"][missed]["incidents"] == 2 * by_sign[missed]["incidents"]
