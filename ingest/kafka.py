@@ -6,15 +6,16 @@ says when the broker has acknowledged every record of it, which is what lets the
 bridge acknowledge the MQTT messages behind them.
 
 Built on aiokafka's batch API (``create_batch`` / ``send_batch``) rather than a
-per-record ``send()``: the bridge already batches, so the records of a batch are
-partitioned here (the Java client's murmur2, memoised per resident key) and
-appended to one record batch per partition by aiokafka's compiled builder
-(~0.6 µs a record, against ~18 µs in kafka-python's pure-Python ``send()`` and
-sender). The aiokafka producers run on an event loop in a thread of their own;
-a single submitter task per producer hands the record batches to aiokafka
-strictly in the order they were given, so one resident's events keep their
-order. aiokafka sends one request per partition at a time and, with
-idempotence, retries until the broker has it, so retries keep that order too.
+per-record ``send()``: the records of a batch are partitioned here (the Java
+client's murmur2, memoised per resident key) and appended to one record batch
+per partition by aiokafka's compiled builder (~0.6 µs a record, against ~18 µs
+in kafka-python's pure-Python ``send()`` and sender). The aiokafka producers run
+on an event loop in a thread of their own; per partition, one pump hands the
+record batches to aiokafka strictly in order, and records that arrive while the
+previous batch waits for its request are coalesced into the next one (see
+:class:`_Lane`), so one resident's events keep their order. aiokafka sends one
+request per partition at a time and, with idempotence, retries until the broker
+has it, so retries keep that order too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,49 +104,126 @@ class PendingBatch:
                 raise DeliveryError(f"record not acknowledged: {type(exc).__name__}") from exc
 
 
-_Item = tuple[list[tuple[str, int, Any]], "concurrent.futures.Future[None]"]
+#: Records of one bridge batch for one lane, grouped per (topic, partition), each in order.
+_Groups = dict[tuple[str, int], list[tuple[bytes | None, bytes]]]
+
+
+class _Tracker:
+    """One bridge batch on one lane: done when every record batch holding its records is acked."""
+
+    __slots__ = ("open", "result")
+
+    def __init__(self, result: concurrent.futures.Future[None]) -> None:
+        self.result = result
+        self.open = 0
+
+    def settle(self, error: BaseException | None) -> None:
+        if self.result.done():
+            return
+        if error is not None:
+            self.result.set_exception(DeliveryError(f"record not acknowledged: {type(error).__name__}"))
+            return
+        self.open -= 1
+        if self.open == 0:
+            self.result.set_result(None)
+
+
+class _Open:
+    """A record batch being filled for one partition (not yet handed to aiokafka)."""
+
+    __slots__ = ("builder", "trackers")
+
+    def __init__(self, builder: Any) -> None:
+        self.builder = builder
+        self.trackers: list[_Tracker] = []
 
 
 class _Lane:
-    """One aiokafka producer and the task that submits record batches to it in order."""
+    """One aiokafka producer, fed record batches per partition, coalescing while Kafka is busy.
+
+    aiokafka holds at most one undrained record batch per partition and sends one request per
+    broker connection at a time, so a record batch per bridge batch would mean one bridge batch
+    per partition per round trip: small bridge batches (a light load) would cap the throughput
+    and queue. Instead each partition has one open record batch: records are appended to it
+    until the partition's pump can hand it over (at once when the partition is idle, else as
+    soon as the previous one is drained into a request), so each request carries everything
+    that arrived during the previous round trip. Runs entirely in the event loop's thread.
+    """
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
-        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self._submit())
+        self.open: dict[tuple[str, int], _Open] = {}
+        self.sealed: dict[tuple[str, int], deque[_Open]] = {}  # full ones, in order, before `open`
+        self.pumping: set[tuple[str, int]] = set()
+        self.fatal: BaseException | None = None
 
     def alive(self) -> bool:
         sender = getattr(self.producer, "_sender", None)
         task = getattr(sender, "sender_task", None)
-        return not self.task.done() and (task is None or not task.done())
+        return self.fatal is None and (task is None or not task.done())
 
-    async def _submit(self) -> None:
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
-            batches, result = item
-            try:
-                futures = [await self.producer.send_batch(b, topic, partition=p) for topic, p, b in batches]
-            except Exception as exc:  # refused (closed, timed out waiting for room, fatal error)
-                if not result.done():
-                    result.set_exception(DeliveryError(f"send failed: {type(exc).__name__}"))
-                continue
-            gathered = asyncio.gather(*futures, return_exceptions=True)
-            gathered.add_done_callback(functools.partial(_settle, result=result))
+    def add(self, groups: _Groups, now_ms: int, result: concurrent.futures.Future[None]) -> None:
+        """Append one bridge batch's records (called in the loop's thread); ``result`` tells when
+        Kafka has all of them."""
+        try:
+            self._add(groups, now_ms, result)
+        except Exception as exc:  # a bug or a closed producer: the bridge re-sends the batch
+            if not result.done():
+                result.set_exception(DeliveryError(f"send failed: {type(exc).__name__}"))
+
+    def _add(self, groups: _Groups, now_ms: int, result: concurrent.futures.Future[None]) -> None:
+        tracker = _Tracker(result)
+        tracker.open = 1  # held until every group is appended
+        for tp, items in groups.items():
+            o = self.open.get(tp)
+            if o is None:
+                o = self.open[tp] = _Open(self.producer.create_batch())
+            o.trackers.append(tracker)
+            tracker.open += 1
+            append = o.builder.append
+            for key, value in items:
+                if append(timestamp=now_ms, key=key, value=value) is None:
+                    # Full: sealed, handed over in order before the next one.
+                    self.sealed.setdefault(tp, deque()).append(o)
+                    o = self.open[tp] = _Open(self.producer.create_batch())
+                    o.trackers.append(tracker)
+                    tracker.open += 1
+                    append = o.builder.append
+                    if append(timestamp=now_ms, key=key, value=value) is None:
+                        tracker.settle(DeliveryError("a record larger than a record batch"))
+                        return
+            if tp not in self.pumping:
+                self.pumping.add(tp)
+                asyncio.get_running_loop().create_task(self._pump(tp))
+        tracker.settle(None)  # the hold
+
+    def _next(self, tp: tuple[str, int]) -> _Open | None:
+        sealed = self.sealed.get(tp)
+        if sealed:
+            return sealed.popleft()
+        return self.open.pop(tp, None)
+
+    async def _pump(self, tp: tuple[str, int]) -> None:
+        """Hands the partition's record batches to aiokafka in order; waits (inside send_batch)
+        while the previous one is not yet drained, and meanwhile new records coalesce."""
+        try:
+            while (o := self._next(tp)) is not None:
+                o.builder.close()
+                try:
+                    delivered = await self.producer.send_batch(o.builder, tp[0], partition=tp[1])
+                except Exception as exc:  # refused (closed, no room in time, a fatal error)
+                    for t in o.trackers:
+                        t.settle(exc)
+                    continue
+                delivered.add_done_callback(functools.partial(_settle, trackers=o.trackers))
+        finally:
+            self.pumping.discard(tp)
 
 
-def _settle(gathered: asyncio.Future[list[Any]], *, result: concurrent.futures.Future[None]) -> None:
-    if result.done():
-        return
-    if gathered.cancelled():
-        result.set_exception(DeliveryError("the producer was closed"))
-        return
-    errors = [r for r in gathered.result() if isinstance(r, BaseException)]
-    if errors:
-        result.set_exception(DeliveryError(f"record not acknowledged: {type(errors[0]).__name__}"))
-    else:
-        result.set_result(None)
+def _settle(delivered: asyncio.Future[Any], *, trackers: list[_Tracker]) -> None:
+    error = DeliveryError("the producer was closed") if delivered.cancelled() else delivered.exception()
+    for t in trackers:
+        t.settle(error)
 
 
 class EventProducer:
@@ -229,36 +308,31 @@ class EventProducer:
 
     def send_batch(self, records: Sequence[Record]) -> PendingBatch:
         """Hand ``records`` (in order) to the producers without waiting; the result tells when
-        Kafka acknowledged them."""
+        Kafka acknowledged them. Partitioned here; appended and sent by the event loop's thread."""
         if not (self._bulk.alive() and self._urgent.alive()):
             self._revive()
         urgent_topics, partition = self._urgent_topics, self._partition
-        now_ms = int(time.time() * 1000)
-        per_lane: dict[int, tuple[_Lane, dict[tuple[str, int], Any], list[tuple[str, int, Any]]]] = {}
-        counts: dict[tuple[int, str], int] = {}
+        per_lane: dict[int, tuple[_Lane, _Groups]] = {}
+        counts: dict[str, int] = {}
         for r in records:
-            lane = self._urgent if r.topic in urgent_topics else self._bulk
+            topic = r.topic
+            lane = self._urgent if topic in urgent_topics else self._bulk
             entry = per_lane.get(id(lane))
             if entry is None:
-                entry = per_lane[id(lane)] = (lane, {}, [])
-            _, open_batches, batches = entry
-            n = counts.get((id(lane), r.topic))
+                entry = per_lane[id(lane)] = (lane, {})
+            n = counts.get(topic)
             if n is None:
-                n = counts[(id(lane), r.topic)] = self._partitions(lane, r.topic)
-            p = partition(r.key, n)
-            builder = open_batches.get((r.topic, p))
-            if builder is None or builder.append(timestamp=now_ms, key=r.key, value=r.value) is None:
-                # A new record batch for this partition (the first, or the previous one is full).
-                builder = open_batches[(r.topic, p)] = lane.producer.create_batch()
-                batches.append((r.topic, p, builder))
-                if builder.append(timestamp=now_ms, key=r.key, value=r.value) is None:
-                    raise DeliveryError("a record larger than a record batch")
+                n = counts[topic] = self._partitions(lane, topic)
+            tp = (topic, partition(r.key, n))
+            group = entry[1].get(tp)
+            if group is None:
+                group = entry[1][tp] = []
+            group.append((r.key, r.value))
+        now_ms = int(time.time() * 1000)
         results: list[concurrent.futures.Future[None]] = []
-        for lane, _, batches in per_lane.values():
-            for _, _, builder in batches:
-                builder.close()  # complete: no linger
+        for lane, groups in per_lane.values():
             result: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._loop.call_soon_threadsafe(lane.queue.put_nowait, (batches, result))
+            self._loop.call_soon_threadsafe(lane.add, groups, now_ms, result)
             results.append(result)
         return PendingBatch(results, time.monotonic() + self.delivery_timeout_s)
 
@@ -279,9 +353,10 @@ class EventProducer:
         lanes = [self._bulk] if self._urgent is self._bulk else [self._bulk, self._urgent]
 
         async def _close() -> None:
-            for lane in lanes:
-                lane.queue.put_nowait(None)
-            await asyncio.wait([lane.task for lane in lanes], timeout=timeout_s)
+            # What was handed over is appended already; wait until the pumps handed it to aiokafka.
+            deadline = time.monotonic() + timeout_s
+            while any(lane.pumping for lane in lanes) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
             for lane in lanes:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(lane.producer.stop(), timeout_s)
