@@ -32,7 +32,7 @@ import zlib
 from array import array
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, time
 from functools import lru_cache
 from typing import Any
 
@@ -78,6 +78,9 @@ DEFAULT_LATENESS_S = 120.0
 FORGET_AFTER_S = 7 * 86400
 #: Incident keys are remembered this long, so one incident never produces two candidates.
 REMEMBER_KEYS_S = 14 * 86400
+#: Deadlines are checked this much before they are computed to fall due (float rounding; costs nothing).
+_DUE_MARGIN_S = 0.5
+_MIDNIGHT = time(0)
 
 _Dispatch = tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], tuple[str, ...], tuple[str, ...]]
 _DISPATCH: dict[tuple[tuple[type, str], ...], _Dispatch] = {}
@@ -223,6 +226,13 @@ class ResidentMonitor:
         self.keys: dict[str, float] = {}  # incident key -> when it fired (dedup memory)
         self.positions: dict[str, int] = {}  # source (e.g. "events/3") -> last applied offset
         self.detectors: dict[str, Detector] = {}
+        #: Due-only ticks: before ``_due`` (event time, epoch s) a tick only releases ordered events and
+        #: closes days; the rules' deadlines, silent gateways and forgetting wait for it. Computed by a full
+        #: tick at ``_due_at`` with the plan ``_due_plan``; lowered by whatever an event changes that can
+        #: bring a deadline earlier. Not part of the state: a loaded monitor ticks fully first.
+        self._due = float("-inf")
+        self._due_at = float("inf")
+        self._due_plan: CarePlan | None = None
         for d in detectors if detectors is not None else build_detectors():
             self.detectors[d.name] = d
         self._dispatch()
@@ -263,16 +273,21 @@ class ResidentMonitor:
         )
         if t < self.since or self.since == float("-inf"):
             self.since = t
+            self._due = float("-inf")  # rules that need history from before a time may now judge
         self._heard(ev, t)
         # Monotone evidence of wellbeing, taken from late events too: it can only prevent alerts.
         if is_activity(ev) and t > self.last_activity:
             self.last_activity = t
             self.last_activity_id = ev.event_id
             self.last_activity_what = f"{ev.kind}:{ev.value}"
+            due = t + self.plan.inactivity_limit_min * 60  # the earliest an inactivity deadline can be
+            if due < self._due:
+                self._due = due
         if ev.kind == Kind.DOSE_TAKEN and isinstance(ev.value, str):
             key = f"{self.local(t)[0]}:{ev.value}"
             if key not in self.doses_taken:
                 self.doses_taken[key] = t
+                self._due = float("-inf")  # forgotten after two days: let a full tick time it
         if late:
             self.late_count += 1
             out.observations.append(replace(ev, extra={**ev.extra, "late": True}))
@@ -295,19 +310,71 @@ class ResidentMonitor:
         return out
 
     def tick(self, now: datetime) -> MonitorOutput:
-        """Time passes: release ordered events, close finished days, check every deadline."""
+        """Time passes: release ordered events, close finished days, check every deadline.
+
+        Deadlines are checked only when one may be due (:meth:`next_due`); until then a
+        tick does exactly what a full one would: nothing beyond releasing and closing.
+        """
         out = self._out = MonitorOutput()
         n = now.timestamp()
         self._advance(n - self.lateness_s, event_time=False)
-        if self.home_blind(n):
-            day = self._day(n)
-            if day is not None:
-                day.degraded = True
-        for name in self._ticking:
-            self.detectors[name].on_tick(self, n)
-        self._forget(n)
+        if n >= self._due or n < self._due_at or self.plan is not self._due_plan:
+            if self.home_blind(n):
+                day = self._day(n)
+                if day is not None:
+                    day.degraded = True
+            for name in self._ticking:
+                self.detectors[name].on_tick(self, n)
+            self._forget(n)
+            self._due = self._next_due(n)
+            self._due_at = n
+            self._due_plan = self.plan
         self._out = _IDLE
         return out
+
+    def next_due(self) -> float:
+        """Epoch seconds before which a tick checks no deadline (-inf: the next tick checks them all).
+
+        For a worker that wants to skip monitors: a tick before this time only releases
+        ordered events (``buffer[0][0] + lateness_s``) and closes days (``next_midnight +
+        lateness_s``), which :meth:`tick` always does.
+        """
+        return self._due
+
+    def recheck(self) -> None:
+        """Something a rule's deadline depends on changed: the next tick checks every deadline."""
+        self._due = float("-inf")
+
+    def _next_due(self, now: float) -> float:
+        """After a full tick at ``now``: the earliest time a later tick may act, the state staying as it is."""
+        gateways = self.gateways
+        if gateways:
+            silence = self.plan.gateway_silence_s
+            offline = self.gateway_offline
+            due = min(gateways.values()) + silence  # a gateway falls silent: the home is blind
+            for gw, last in gateways.items():
+                if offline.get(gw, float("-inf")) >= last or now - last > silence:
+                    return now  # blind now: every tick marks the day and checks
+            due = min(due, min(gateways.values()) + FORGET_AFTER_S)
+        else:
+            due = float("inf")
+        for name in self._ticking:
+            det = self.detectors[name]
+            # A rule with a deadline tells when it may next act; one that does not is checked every tick.
+            next_due = getattr(det, "next_due", None)
+            d = now if next_due is None else next_due(self, now)
+            if d < due:
+                due = d
+        if self.devices:
+            due = min(due, min(d.last for d in self.devices.values()) + FORGET_AFTER_S)
+        if self.doses_taken:
+            first = min(int(k.split(":", 1)[0]) for k in self.doses_taken)
+            due = min(due, clock.at_local(self.plan.timezone, first + 3, _MIDNIGHT) - 3600)
+        if self.open:
+            due = min(due, min(float(inc[3]) for inc in self.open.values()) + REMEMBER_KEYS_S)
+        if self.keys:
+            due = min(due, min(self.keys.values()) + REMEMBER_KEYS_S)
+        return due - _DUE_MARGIN_S
 
     def flush(self) -> MonitorOutput:
         """End of input (backtests): judge the ordered events still waiting for the watermark."""
@@ -324,6 +391,7 @@ class ResidentMonitor:
         d = self.detectors.get(fb.detector)
         if d is not None:
             d.on_feedback(self, fb)
+            self._due = float("-inf")
 
     def seen_position(self, source: str, offset: int) -> bool:
         """Idempotency guard for replays: True if this source offset was already applied; else record it."""
@@ -361,9 +429,12 @@ class ResidentMonitor:
     def _heard(self, ev: Event, t: float) -> None:
         gw = sys.intern(ev.gateway_id)
         last = self.gateways.get(gw)
+        if last is None:
+            self._due = float("-inf")  # a new gateway to supervise
         if ev.kind == Kind.GATEWAY_STATUS and ev.value == "offline":
             if t > self.gateway_offline.get(gw, float("-inf")):
                 self.gateway_offline[gw] = t
+                self._due = float("-inf")
             if last is None:
                 self.gateways[gw] = t
             return
@@ -380,6 +451,10 @@ class ResidentMonitor:
             self.devices[sys.intern(ev.device_id)] = Device(gw, t)
         else:
             dev.heard(t)
+        # A sensor heard (new, past its warm-up, a new week's gaps): its silence limit is at least the plan's.
+        due = t + self.plan.device_silence_min * 60
+        if due < self._due:
+            self._due = due
 
     def _count_activity(self, ev: Event, t: float) -> None:
         room_index = None
@@ -486,6 +561,9 @@ class ResidentMonitor:
             return False
         self.keys[key] = at
         self.open[key] = [det.name, kind, severity.value, start]
+        due = min(at, start) + REMEMBER_KEYS_S  # when the key and the open entry are forgotten
+        if due < self._due:
+            self._due = due
         self._out.candidates.append(
             AlertCandidate(
                 resident_id=self.resident_id,

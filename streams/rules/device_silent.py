@@ -78,3 +78,29 @@ class DeviceSilent(Detector):
                     data_quality=[f"sensor {device_id} silent"],
                 ),
             )
+
+    def next_due(self, m: ResidentMonitor, now: float) -> float:
+        """When :meth:`on_tick` may next act: the first sensor past its limit (an open incident: every tick).
+
+        A sensor already past its limit that cannot be reported (warming up, or its
+        incident already proposed) waits until it is heard again (the monitor then
+        checks within the plan's silence limit).
+        """
+        if m.open_keys(self.name):
+            return now
+        due = float("inf")
+        floor = m.plan.device_silence_min * 60
+        for device_id, dev in m.devices.items():
+            limit = max(floor, 1.5 * dev.usual_max_gap())
+            if dev.last - dev.since < LEARNING_S:
+                limit = max(limit, LEARNING_FLOOR_S)
+            at = dev.last + limit
+            if at <= now:
+                if (
+                    dev.last - dev.since < WARM_UP_S
+                    or f"{m.resident_id}:device_silent:{device_id}:{int(dev.last)}" in m.keys
+                ):
+                    continue
+                return now  # due (the gateway may be silent: checked again every tick)
+            due = min(due, at)
+        return due

@@ -55,7 +55,9 @@ class DoseOverdue(Detector):
         self.robot_seen = float("-inf")
 
     def on_event(self, m: ResidentMonitor, ev: Event, t: float) -> None:
-        self.robot_seen = max(self.robot_seen, t)
+        if t > self.robot_seen:
+            self.robot_seen = t
+            m.recheck()  # a robot (again): its doses have deadlines
         if ev.kind == Kind.DOSE_TAKEN:
             clear_taken(m, ev, t)
 
@@ -90,6 +92,29 @@ class DoseOverdue(Detector):
                     data_quality=m.quality(now),
                 ),
             )
+
+    def next_due(self, m: ResidentMonitor, now: float) -> float:
+        """When :meth:`on_tick` may next act: the next dose deadline today or tomorrow, or now in a window."""
+        if self.robot_seen == float("-inf"):
+            return float("inf")  # no robot: a medication event rechecks
+        tz = m.plan.timezone
+        ordinal = m.local(now)[0]
+        due = float("inf")
+        for day in (ordinal, ordinal + 1):
+            for dose in m.plan.doses:
+                start = clock.at_local(tz, day, dose.at)
+                deadline = start + dose.grace_min * 60
+                if now < deadline:
+                    due = min(due, deadline)
+                elif (
+                    day == ordinal
+                    and now < deadline + GIVE_UP_S
+                    and m.since <= start
+                    and f"{day}:{dose.slot}" not in m.doses_taken
+                    and dose_key(m, day, dose.slot) not in m.keys
+                ):
+                    return now  # overdue and not proposed yet (the home blind or the rule paused): every tick
+        return due if due <= self.robot_seen + ROBOT_FORGOTTEN_S else float("inf")
 
     def dump_state(self) -> list[Any]:
         return [None if self.robot_seen == float("-inf") else self.robot_seen]

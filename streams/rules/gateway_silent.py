@@ -63,3 +63,15 @@ class GatewaySilent(Detector):
                     data_quality=[f"gateway {gw} offline"],
                 ),
             )
+
+    def next_due(self, m: ResidentMonitor, now: float) -> float:
+        """When :meth:`on_tick` may next act: a gateway's silence limit (an open incident: every tick)."""
+        if m.open_keys(self.name):
+            return now  # it clears on the first tick after the gateway is heard again
+        due = float("inf")
+        silence = m.plan.gateway_silence_s
+        for gw, last in m.gateways.items():
+            if m.gateway_offline.get(gw, float("-inf")) >= last:
+                return now
+            due = min(due, last + silence)
+        return due

@@ -52,6 +52,28 @@ class Inactivity(Detector):
                     Evidence(event_ids=[ev.event_id], features={"room": ev.room}),
                 )
 
+    def next_due(self, m: ResidentMonitor, now: float) -> float:
+        """When :meth:`on_tick` may next act: the latest activity plus the limit, on that activity's day.
+
+        Never while nothing moved, after the outer door (out of the house), or past the
+        end of that day (the monitor checks again after the next activity).
+        """
+        plan = m.plan
+        a = m.last_activity
+        if a == float("-inf") or m.last_activity_what.startswith(Kind.DOOR.value):
+            return float("inf")
+        if plan.day_start >= plan.day_end:
+            return now  # a day window across midnight: checked every tick
+        tz = plan.timezone
+        ordinal = m.local(a)[0]
+        if a < clock.at_local(tz, ordinal, plan.day_start):
+            return float("inf")  # not seen up that day; later days start with a new activity
+        in_bed = m.last_activity_what == f"{Kind.BED.value}:in"
+        due = m.activity_clock_start(now) + plan.inactivity_limit_min * (NAP_FACTOR if in_bed else 1) * 60
+        if due >= clock.at_local(tz, ordinal, plan.day_end) or f"{m.resident_id}:inactivity:{int(a)}" in m.keys:
+            return float("inf")
+        return due
+
     def on_tick(self, m: ResidentMonitor, now: float) -> None:
         plan = m.plan
         if m.last_activity == float("-inf"):

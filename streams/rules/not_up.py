@@ -38,6 +38,26 @@ class NotUp(Detector):
                 Evidence(event_ids=[ev.event_id], features={"room": ev.room}),
             )
 
+    def next_due(self, m: ResidentMonitor, now: float) -> float:
+        """When :meth:`on_tick` may next act: this morning's deadline, or tomorrow's once today is settled."""
+        plan = m.plan
+        tz = plan.timezone
+        ordinal = m.local(now)[0]
+        margin = plan.wake_margin_min * 60
+        deadline = clock.at_local(tz, ordinal, plan.usual_wake) + margin  # a silent gateway only delays it
+        if now < deadline:
+            return deadline
+        tomorrow = clock.at_local(tz, ordinal + 1, plan.usual_wake) + margin
+        morning = clock.at_local(tz, ordinal, plan.night_end)
+        if (
+            now >= clock.at_local(tz, ordinal, plan.day_end)
+            or m.since > morning
+            or m.last_activity >= morning
+            or f"{m.resident_id}:not_up:{date.fromordinal(ordinal).isoformat()}" in m.keys
+        ):
+            return tomorrow
+        return now
+
     def on_tick(self, m: ResidentMonitor, now: float) -> None:
         plan = m.plan
         tz = plan.timezone
