@@ -64,6 +64,8 @@ CODEC = "carechain-monitor"
 CHEAP_KINDS = frozenset({Kind.MOTION.value, Kind.GATEWAY_HEARTBEAT.value})
 #: A partition this many events behind its end is "lagging": deadlines use its own clock.
 LAG_EVENTS = 500
+#: Largest record batch the worker produces (the broker's default limit is 1 MB a batch).
+CHANGELOG_BATCH_BYTES = 512 * 1024
 
 
 class MonitorCodec(codecs.Codec):
@@ -317,6 +319,11 @@ class StreamWorker:
         self.unacked: list[Any] = []  # Faust Messages
         self.last_checkpoint = time.monotonic()
         self._checkpointing = asyncio.Lock()
+        # The changelog writer (:meth:`write_states`): the changelog topic once known, and per
+        # resident the number of the write that took its newest snapshot.
+        self._changelog_topic: str | None = None
+        self._write_no = 0
+        self._snapshot_of: dict[str, int] = {}
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- faust
@@ -346,6 +353,8 @@ class StreamWorker:
             # partition) and an urgent record waits for at most that, never for the bulk backlog.
             consumer_max_fetch_size=128 * 1024,
             producer_linger=0.005,
+            # Checkpoints go to the changelog as record batches of up to this size (write_states).
+            producer_max_batch_size=CHANGELOG_BATCH_BYTES,
             stream_buffer_maxsize=512,
             # One fetch = one bulk batch on the fast path (the urgent records of a fetch go first).
             broker_max_poll_records=o.batch_max if o.bulk_fast_path else 500,
@@ -476,11 +485,9 @@ class StreamWorker:
             dirty, self.dirty = self.dirty, {}
             unacked, self.unacked = self.unacked, []
             self.last_checkpoint = time.monotonic()
-            for i, (rid, m) in enumerate(dirty.items()):
-                self.state[rid] = m
+            for rid in dirty:
                 self.lazy.pop(rid, None)
-                if i % 500 == 499:
-                    await asyncio.sleep(0)  # let the urgent lane in
+            await self.write_states(dirty)
             self.stats.checkpoints += len(dirty)
             ack = self.app.consumer.ack
             for message in unacked:
@@ -538,11 +545,86 @@ class StreamWorker:
         if out.observations or out.scores:
             await asyncio.to_thread(self.sink.write, out.observations, out.scores)
         await self._send_candidates(out.candidates)
-        for rid, m in changed.items():
-            self.state[rid] = m
+        for rid in changed:
             self.lazy.pop(rid, None)
             self.dirty.pop(rid, None)
+        await self.write_states(changed)
         self.stats.checkpoints += len(changed)
+
+    async def write_states(self, monitors: dict[str, ResidentMonitor]) -> None:
+        """Write these monitors to the state table's changelog: one record batch per partition.
+
+        Faust's table write (``self.state[rid] = m``) costs a Faust future message, a queue
+        hop and one producer send per monitor — more than encoding the monitor in a profile of
+        the bulk lane's checkpoints. Here the monitors are encoded (``to_bytes``, as the table's
+        codec), their records go into one aiokafka record batch per partition (more when a
+        batch reaches ``CHANGELOG_BATCH_BYTES``), and the batches into Faust's producer, which
+        Faust flushes before it commits offsets, as for its own sends. Keys and partitions are
+        the table's (raw resident id; murmur2, like the source topics); the table's local
+        store already holds the monitors (:meth:`held`).
+
+        Every state write goes through here. A call may yield (while encoding, every 500
+        monitors, and while a batch waits for the previous one of its partition to be on its
+        way), and another call (the urgent lane) may write one of its monitors meanwhile: each
+        resident's newest snapshot is remembered, and a batch is built only from records that
+        are still the newest, so an older snapshot never follows a newer one into the
+        changelog (batches of one partition enter the producer in the order they wait).
+        """
+        if not monitors:
+            return
+        target = self._changelog_target()
+        if target is None:  # no producer yet (tests without Kafka): through Faust's table
+            for rid, m in monitors.items():
+                self.state[rid] = m
+            return
+        producer, topic = target
+        self._write_no += 1
+        no = self._write_no
+        snapshot_of = self._snapshot_of
+        partition = self.partition
+        parts: dict[int, list[tuple[str, bytes, bytes]]] = {}
+        for i, (rid, m) in enumerate(monitors.items()):
+            parts.setdefault(partition(rid), []).append((rid, rid.encode(), m.to_bytes()))
+            snapshot_of[rid] = no
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # let the urgent lane in (what it writes meanwhile is newer: see above)
+        for p, pending in parts.items():
+            delay = 0.5
+            while pending:
+                batch = producer.create_batch()
+                taken = 0
+                for rid, key, value in pending:
+                    if snapshot_of[rid] == no and batch.append(timestamp=None, key=key, value=value) is None:
+                        break  # the batch is full: the rest go into the next one
+                    taken += 1  # appended, or written again since this call's snapshot (the newer one counts)
+                if taken == 0:
+                    raise ValueError(f"a resident's state does not fit a record batch ({len(pending[0][2])} bytes)")
+                if batch.record_count():
+                    try:
+                        await producer.send_batch(batch, topic, partition=p)
+                    except Exception as exc:
+                        if getattr(self.app, "should_stop", False):
+                            raise
+                        log.warning("state changelog refused a batch (%s); again in %.1f s", type(exc).__name__, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(30.0, delay * 2)
+                        target = self._changelog_target()
+                        if target is not None:
+                            producer = target[0]
+                        continue  # the same records again (less those written since)
+                pending = pending[taken:]
+
+    def _changelog_target(self) -> tuple[Any, str] | None:
+        """Faust's running aiokafka producer and the state changelog topic; None before the start."""
+        producer = getattr(getattr(self.app, "_producer", None), "_producer", None)
+        if producer is None:
+            return None
+        if self._changelog_topic is None:
+            changelog = getattr(self.state, "changelog_topic", None)
+            if changelog is None:
+                return None
+            self._changelog_topic = changelog.get_topic_name()
+        return producer, self._changelog_topic
 
     async def _send_candidates(self, candidates: list[AlertCandidate]) -> None:
         """Send and await every candidate; while Kafka refuses, retry (back-pressure), never drop.
@@ -596,7 +678,7 @@ class StreamWorker:
             return  # a resident this worker does not hold (or never saw): nothing to teach
         m = self.monitor(fb.resident_id, m.home_id)
         m.feedback(fb)
-        self.state[fb.resident_id] = m
+        await self.write_states({fb.resident_id: m})
 
     async def tick(self) -> None:
         """Deadlines: every monitor this worker holds ticks; lazy changes are checkpointed."""
@@ -737,5 +819,10 @@ def tune_gc() -> None:
 def run_worker(worker: StreamWorker, loglevel: str = "info") -> int:
     """Run until stopped (SIGINT/SIGTERM); Faust's own worker handles signals and shutdown."""
     tune_gc()
-    faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    runner = faust.Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # Faust's terminal spinner, kept at log level WARNING and above, sets the root logger to DEBUG
+    # and spins once per record: every debug line of aiokafka and Faust (one per changelog send)
+    # became a LogRecord, ~6 % of the worker in a bench run (which logs at WARNING).
+    runner.spinner = None
+    runner.execute_from_commandline()
     return 0

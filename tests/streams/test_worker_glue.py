@@ -13,6 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
 from carechain.candidates import AlertCandidate
 from carechain.events import Kind
 from carechain.settings import Settings
@@ -191,3 +194,78 @@ def test_bulk_records_are_acked_only_after_their_monitors_are_checkpointed(tmp_p
     assert table.written == ["r-1"]  # one checkpoint for the resident's two readings
     assert consumer.acked == [0, 1, 2]  # then every record of both batches
     assert not worker.dirty and not worker.unacked and not sent
+
+
+class Producer:
+    """aiokafka's batch API over real record batches; the first ``send_batch`` can wait for ``gate``."""
+
+    def __init__(self, batch_bytes: int = 512 * 1024) -> None:
+        self.batch_bytes = batch_bytes
+        self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
+        self.gate: asyncio.Event | None = None
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_bytes, 0)
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> None:
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            await gate.wait()
+        records = MemoryRecords(bytes(batch._build())).next_batch()
+        self.sent.append((topic, partition, [(r.key, r.value) for r in records]))
+
+
+def _with_producer(worker: StreamWorker, producer: Producer) -> None:
+    worker.app._producer = type("FaustProducer", (), {"_producer": producer})()  # type: ignore[attr-defined]
+    worker.state.changelog_topic = type("Topic", (), {"get_topic_name": lambda self: "state-changelog"})()
+
+
+def _monitors(worker: StreamWorker, n: int) -> dict[str, Any]:
+    homes = [Home(resident_id=f"r-{i}", home_id=f"h-{i}", gateway_id=f"gw-{i}") for i in range(n)]
+    batch = [
+        Message("events", worker.partition(h.resident_id), i, h.heartbeat(local(24, 12)).to_json())
+        for i, h in enumerate(homes)
+    ]
+    asyncio.run(worker.handle_messages(batch, urgent=False))
+    return {h.resident_id: worker.held()[h.resident_id] for h in homes}
+
+
+def test_states_go_to_the_changelog_in_one_batch_per_partition(tmp_path: Path) -> None:
+    worker, _, _, _ = _worker(tmp_path)
+    monitors = _monitors(worker, 40)
+    producer = Producer(batch_bytes=2048)  # a few records a batch: a full batch continues in the next
+    _with_producer(worker, producer)
+    asyncio.run(worker.write_states(monitors))
+    got = {key.decode(): (p, value) for topic, p, records in producer.sent for key, value in records}
+    assert all(topic == "state-changelog" for topic, _, _ in producer.sent)
+    assert got == {rid: (worker.partition(rid), m.to_bytes()) for rid, m in monitors.items()}
+    partitions = [p for _, p, _ in producer.sent]
+    assert len(set(partitions)) > 1 and len(partitions) < len(monitors)
+    assert partitions == sorted(partitions, key=partitions.index)  # a partition's batches one after another
+
+
+def test_an_older_snapshot_never_follows_a_newer_one(tmp_path: Path) -> None:
+    worker, _, _, _ = _worker(tmp_path)
+    monitors = _monitors(worker, 40)
+    producer = Producer()
+    _with_producer(worker, producer)
+    first = next(iter(monitors))  # its partition's batch is sent first (and waits)
+    late = next(r for r in monitors if worker.partition(r) != worker.partition(first))
+    old = monitors[late].to_bytes()
+
+    async def run() -> None:
+        producer.gate = gate = asyncio.Event()
+        checkpoint = asyncio.create_task(worker.write_states(monitors))  # waits in its first batch
+        await asyncio.sleep(0.01)
+        assert not producer.sent
+        monitors[late].events_count += 1  # meanwhile the urgent lane changes a monitor and writes it
+        await worker.write_states({late: monitors[late]})
+        gate.set()
+        await checkpoint
+
+    asyncio.run(run())
+    written = [(key.decode(), value) for _, _, records in producer.sent for key, value in records]
+    new = monitors[late].to_bytes()
+    assert new != old
+    assert [v for k, v in written if k == late] == [new]  # the checkpoint's older snapshot was left out
+    assert {k for k, _ in written} == set(monitors)
