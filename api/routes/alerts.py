@@ -99,8 +99,15 @@ def _query_page(
     limit: int,
 ) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
     now = datetime.now(UTC)
-    # One query: the caller's reach (or the given residents) and the facts the policy reads for this caller.
-    facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, candidates)
+    rows: list[dict[str, Any]] | None = None
+    if candidates is None:
+        # One round trip: the caller's reach with the facts the policy reads for this caller, and the alerts of
+        # that whole reach (kept below only if the policy allows every resident they are of).
+        facts, rows = store.caller_facts_and_alerts(
+            conn, ctx.user_id, ctx.org_id, status, kind, severity, since, after, limit + 1
+        )
+    else:
+        facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, candidates)
     allowed: dict[str, Decision] = {}
     restricted = False
     show_marker = get_state(request).settings.api_restricted_marker
@@ -109,7 +116,8 @@ def _query_page(
         if d.allowed:
             allowed[rid] = d
         restricted = restricted or d.restricted_marker
-    rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
+    if rows is None or any(str(r["resident_id"]) not in allowed for r in rows):
+        rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
     return rows, allowed, restricted
 
 
