@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -58,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``carechain bench e2e``."""
     parser.add_argument("--homes", type=int, default=200, help="seeded homes = simulated gateways")
     parser.add_argument("--batch", type=int, default=20, help="readings per MQTT message")
-    parser.add_argument("--readings", type=int, default=100_000, help="readings per capacity phase")
+    parser.add_argument("--readings", type=int, default=300_000,
+                        help="readings per capacity phase (100,000 lasted only 7-13 s: one 5 s worker "
+                             "checkpoint step more or less moved the rate by 30-50 %%)")
     parser.add_argument("--rate", type=float, default=5000.0, help="readings/s in the latency phase")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of the latency phase")
     parser.add_argument("--fall-every-s", type=float, default=0.5, help="one injected fall this often")
@@ -595,6 +598,7 @@ def fall_latencies(stack: Stack, phase: str) -> dict[str, Any]:
 def capacity(stack: Stack, readings: int, label: str) -> dict[str, Any]:
     """Publish ``readings`` as fast as the gateways go; rate until the last is stored."""
     base = stack.obs.mark() or 0
+    load0 = os.getloadavg()[0]
     pg0 = stack.obs.pg_stats()
     polls0 = (stack.obs.exact_counts, stack.obs.tail_counts)
     cpu0 = stack.pipeline.resources()
@@ -618,7 +622,11 @@ def capacity(stack: Stack, readings: int, label: str) -> dict[str, Any]:
         "stored": stored,
         "seconds": round(elapsed, 2),
         "publish_s": round(published_s, 2),
-        "cpu_s": _cpu_delta(cpu0, cpu1) | _cpu_delta(svc0, svc1),
+        "cpu_s": (cpu := _cpu_delta(cpu0, cpu1) | _cpu_delta(svc0, svc1)),
+        # CPU per stored reading per process, and how many of the machine's cores the pipeline used.
+        "us_per_reading": {k: round(v / max(1, stored) * 1e6, 1) for k, v in cpu.items()},
+        "cores_used": round(sum(cpu.values()) / elapsed, 2) if elapsed > 0 else None,
+        "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],  # the machine's 1-min load, start / end
         # PostgreSQL's work in the phase: transactions, rows, WAL (full-page images after a checkpoint).
         "postgres": {k: v - pg0[k] for k, v in pg1.items() if k in pg0},
         "row_counts": {"exact": stack.obs.exact_counts - polls0[0], "tail": stack.obs.tail_counts - polls0[1]},
