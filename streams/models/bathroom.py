@@ -34,7 +34,9 @@ second test looks for the infection **without fever** (4.0): the other signs plu
 the vitals weighed for a small rise (0.5 of the resident's SDs, at most 1 a day
 either way), summed over the last **three days** only (the detection window; a
 short window cannot drift up over weeks of ordinary days), alerting above the
-threshold + 1. Either test alerts. Quiet for the first 7 days. Days when the gateway was
+threshold + 1. Either test alerts; while an alert raised without a fever is
+open, a day with a fever (vitals evidence at its cap) raises a second one
+("now with a fever"). Quiet for the first 7 days. Days when the gateway was
 silent teach nothing; days of a suspected infection do not teach the baseline.
 Feedback: "false alarm" raises the threshold by 1 (max 10), "true incident"
 lowers it by 0.5 (never below the default). The per-resident state is a
@@ -110,6 +112,9 @@ AFEBRILE_DAYS = 3
 AFEBRILE_SHIFT_SD = 0.5
 AFEBRILE_MAX_VITALS = 1.0
 AFEBRILE_EXTRA_K = 1.0
+#: Incident keys of alerts raised on a day with a fever end so; an open alert without it is followed by a
+#: second alert when a fever comes.
+FEVER_KEY = ":fever"
 
 
 def poisson_llr(count: float, mean: float, ratio: float) -> float:
@@ -561,7 +566,7 @@ class BathroomVisits(Detector):
         features: dict[str, float | int | str | None] = {
             "day_visits": dv,
             "night_visits": night,
-            "restless": restless if tr.has_bed else None,
+            "restless_moves": restless if tr.has_bed else None,
             "temperature": None if temp is None else round(temp, 2),
             "resting_hr": None if hr is None else round(hr, 1),
             "activity": day.activity,
@@ -586,8 +591,11 @@ class BathroomVisits(Detector):
                         "Toalettbesök, nätter och vitalparametrar är som vanligt igen.",
                     )
             return
-        if open_keys:
+        # A fever (the day's vitals as strong as they count) after signs without one is news: a second alert.
+        fever = z["vitals"] >= MAX_VITALS
+        if open_keys and (not fever or any(k.endswith(FEVER_KEY) for k in open_keys)):
             return
+        escalated = bool(open_keys)
         what = "trips out of bed" if tr.has_bed else "visits"
         what_sv = "toalettbesök ur sängen" if tr.has_bed else "toalettbesök"
         words, words_sv = _said(
@@ -600,11 +608,14 @@ class BathroomVisits(Detector):
         if afebrile:
             top += "; no fever, as often at this age"
             top_sv += "; ingen feber, som ofta i hög ålder"
+        if escalated:
+            top += "; now with a fever, after the signs without one already reported"
+            top_sv += "; nu med feber, efter tecknen utan feber som redan rapporterats"
         start = day.midnight - 86400 * 2
         m.fire(
             self,
             "infection_signs",
-            f"{m.resident_id}:bathroom:{iso}",
+            f"{m.resident_id}:bathroom:{iso}{FEVER_KEY if fever else ''}",
             Severity.MEDIUM,
             start,
             t,

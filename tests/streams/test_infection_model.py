@@ -210,3 +210,42 @@ def test_state_stays_small_after_a_month() -> None:
     old = BathroomSeries()
     old.load(raw[:9])  # a version-3 state: the afebrile sum starts empty
     assert old.recent == [] and old.cusum == again.cusum
+
+
+def _close_day(m: ResidentMonitor, ordinal: int, visits: int, trips: int, restless: int, temp: float) -> MonitorOutput:
+    """Close one local day of the bathroom detector with the given counts and a day of vitals."""
+    from streams.day import Day
+
+    det = m.detectors["bathroom"]
+    tr = det.trips  # type: ignore[attr-defined]
+    tr.has_bed = True
+    tr.nights[ordinal - 1] = trips
+    tr.restless[ordinal - 1] = restless
+    for _ in range(24):
+        tr.temperature(ordinal, temp)
+        tr.heart_rate(ordinal, 62.0 + (temp - 36.6) * 15.0)
+    midnight = float(ordinal - 739000) * 86400.0
+    day = Day(ordinal, midnight, midnight + 86400.0)
+    for i in range(visits):
+        day.bath_slots |= 1 << (30 + 4 * i)  # 07:30 on, one slot an hour
+    day.activity = 350
+    out = m._out = MonitorOutput()
+    det.on_day_closed(m, day)
+    return out
+
+
+def test_a_fever_after_an_alert_without_one_raises_a_second_alert_once() -> None:
+    m = ResidentMonitor("r-1", "h-1", CarePlan(resident_id="r-1"))
+    rng = random.Random(11)
+    s = m.detectors["bathroom"].series  # type: ignore[attr-defined]
+    for _ in range(21):
+        _usual_day(rng, s)
+    s.cusum, s.recent = 0.0, []
+    first = [c for o in range(739010, 739013) for c in _close_day(m, o, 13, 2, 2, 36.6).candidates]
+    assert [c.incident_key.endswith(":fever") for c in first] == [False]
+    assert "no fever" in first[0].reason
+    fever = _close_day(m, 739013, 13, 3, 4, 37.9).candidates
+    assert [c.incident_key.endswith(":fever") for c in fever] == [True]
+    assert "now with a fever" in fever[0].reason and "nu med feber" in fever[0].reason_sv
+    assert fever[0].evidence.features["temperature"] == 37.9
+    assert _close_day(m, 739014, 13, 3, 4, 37.9).candidates == []  # told once
