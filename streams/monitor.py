@@ -86,6 +86,13 @@ _Dispatch = tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]], tuple[
 _DISPATCH: dict[tuple[tuple[type, str], ...], _Dispatch] = {}
 
 ACTIVITY_KINDS = frozenset({Kind.MOTION, Kind.DOOR, Kind.BED, Kind.DOSE_TAKEN})
+# Plain strings for the per-event comparisons (an enum member lookup costs ten times a constant's).
+_MOTION = Kind.MOTION.value
+_DOSE_TAKEN = Kind.DOSE_TAKEN.value
+_GATEWAY_STATUS = Kind.GATEWAY_STATUS.value
+_GATEWAY_KINDS = frozenset({Kind.GATEWAY_HEARTBEAT.value, Kind.GATEWAY_STATUS.value})
+_NEG_INF = float("-inf")
+_INF = float("inf")
 _BATHROOM_WORDS = ("bath", "toilet", "wc", "badrum", "toalett")
 
 
@@ -124,7 +131,7 @@ _IDLE = MonitorOutput()
 
 def is_activity(ev: Event) -> bool:
     """Does the event show the resident moving (not a fall, not a device talking)?"""
-    if ev.kind == Kind.MOTION:
+    if ev.kind == _MOTION:
         return ev.value is True
     return ev.kind in ACTIVITY_KINDS
 
@@ -233,6 +240,7 @@ class ResidentMonitor:
         self._due = float("-inf")
         self._due_at = float("inf")
         self._due_plan: CarePlan | None = None
+        self._close_at = float("inf")  # the earliest next_midnight of ``days``: when a day may close
         for d in detectors if detectors is not None else build_detectors():
             self.detectors[d.name] = d
         self._dispatch()
@@ -264,30 +272,32 @@ class ResidentMonitor:
         out = self._out = MonitorOutput()
         t = ev.ts.timestamp()
         self.events_count += 1
-        urgent = ev.kind in URGENT_KINDS
+        kind = ev.kind
+        urgent = kind in URGENT_KINDS
         # Late: it reached the bridge more than the lateness after it happened (e.g. backfill after a
         # reconnect), or it is older than its lane's watermark. Delays after the bridge (a lagging
         # lane, a worker restart) never make an event late: received_at is the bridge's clock.
         late = ev.received_at.timestamp() - t > self.lateness_s or t < (
             self.watermark_urgent if urgent else self.watermark
         )
-        if t < self.since or self.since == float("-inf"):
+        if t < self.since or self.since == _NEG_INF:
             self.since = t
-            self._due = float("-inf")  # rules that need history from before a time may now judge
+            self._due = _NEG_INF  # rules that need history from before a time may now judge
         self._heard(ev, t)
+        active = ev.value is True if kind == _MOTION else kind in ACTIVITY_KINDS  # is_activity(ev)
         # Monotone evidence of wellbeing, taken from late events too: it can only prevent alerts.
-        if is_activity(ev) and t > self.last_activity:
+        if active and t > self.last_activity:
             self.last_activity = t
             self.last_activity_id = ev.event_id
             self.last_activity_what = f"{ev.kind}:{ev.value}"
             due = t + self.plan.inactivity_limit_min * 60  # the earliest an inactivity deadline can be
             if due < self._due:
                 self._due = due
-        if ev.kind == Kind.DOSE_TAKEN and isinstance(ev.value, str):
+        if kind == _DOSE_TAKEN and isinstance(ev.value, str):
             key = f"{self.local(t)[0]}:{ev.value}"
             if key not in self.doses_taken:
                 self.doses_taken[key] = t
-                self._due = float("-inf")  # forgotten after two days: let a full tick time it
+                self._due = _NEG_INF  # forgotten after two days: let a full tick time it
         if late:
             self.late_count += 1
             out.observations.append(replace(ev, extra={**ev.extra, "late": True}))
@@ -299,11 +309,14 @@ class ResidentMonitor:
         elif t > self.max_ts:
             self.max_ts = t
             self._advance(t - self.lateness_s, event_time=True)
-        if is_activity(ev):
+        if active:
             self._count_activity(ev, t)
-        for name in self._instant.get(ev.kind, ()):
-            self.detectors[name].on_event(self, ev, t)
-        if ev.kind in self._ordered:
+        names = self._instant.get(kind)
+        if names:
+            detectors = self.detectors
+            for name in names:
+                detectors[name].on_event(self, ev, t)
+        if kind in self._ordered:
             heapq.heappush(self.buffer, (t, ev.event_id, ev))
             self._release()
         self._out = _IDLE  # hold no output between calls (10,000 monitors in one worker)
@@ -410,14 +423,19 @@ class ResidentMonitor:
         if w <= self.released:
             return
         self.released = w
-        self._release()
-        if not self.days or w < min(d.next_midnight for d in self.days.values()):
+        if self.buffer:
+            self._release()
+        if w < self._close_at:  # no day ends before w (min next_midnight of the open days)
             return
         for ordinal in sorted(o for o, d in self.days.items() if d.next_midnight <= w):
             day = self.days.pop(ordinal)
             self.closed_through = max(self.closed_through, ordinal)
             for name in self._daily:
                 self.detectors[name].on_day_closed(self, day)
+        self._days_changed()
+
+    def _days_changed(self) -> None:
+        self._close_at = min((d.next_midnight for d in self.days.values()), default=_INF)
 
     def _release(self) -> None:
         buf = self.buffer
@@ -430,21 +448,22 @@ class ResidentMonitor:
         gw = sys.intern(ev.gateway_id)
         last = self.gateways.get(gw)
         if last is None:
-            self._due = float("-inf")  # a new gateway to supervise
-        if ev.kind == Kind.GATEWAY_STATUS and ev.value == "offline":
-            if t > self.gateway_offline.get(gw, float("-inf")):
+            self._due = _NEG_INF  # a new gateway to supervise
+        kind = ev.kind
+        if kind == _GATEWAY_STATUS and ev.value == "offline":
+            if t > self.gateway_offline.get(gw, _NEG_INF):
                 self.gateway_offline[gw] = t
-                self._due = float("-inf")
+                self._due = _NEG_INF
             if last is None:
                 self.gateways[gw] = t
             return
         if last is not None and t > last:
-            offline = self.gateway_offline.get(gw, float("-inf"))
+            offline = self.gateway_offline.get(gw, _NEG_INF)
             if t - last > self.plan.gateway_silence_s or offline >= last:
                 self.gateway_back[gw] = t  # heard again after a silence
         if last is None or t > last:
             self.gateways[gw] = t
-        if ev.kind in (Kind.GATEWAY_HEARTBEAT, Kind.GATEWAY_STATUS):
+        if kind in _GATEWAY_KINDS:
             return
         dev = self.devices.get(ev.device_id)
         if dev is None:
@@ -479,6 +498,8 @@ class ResidentMonitor:
             if ordinal <= self.closed_through:
                 return None
             day = self.days[ordinal] = Day(ordinal, midnight, nxt)
+            if nxt < self._close_at:
+                self._close_at = nxt
         return day
 
     def _forget(self, now: float) -> None:
@@ -613,6 +634,8 @@ class ResidentMonitor:
 
     def open_keys(self, detector: str) -> list[str]:
         """Open incident keys of one detector."""
+        if not self.open:
+            return []
         return [k for k, inc in self.open.items() if inc[0] == detector]
 
     def score(
@@ -810,6 +833,7 @@ class ResidentMonitor:
                 counts = day.room_hours[int(room)] = array("I", bytes(4 * 24))
                 counts[lo : lo + len(hours)] = array("I", hours)
             m.days[day.ordinal] = day
+        m._days_changed()
         gw = ""
         for i in range(0, len(b), 10):
             eid, eg, dev_ref, room, kind, value, t, seq, rec, unit = b[i : i + 10]
@@ -862,6 +886,7 @@ class ResidentMonitor:
         m.devices = {sys.intern(k): Device.load(v) for k, v in s["dv"].items()}
         m.rooms = [sys.intern(r) for r in s["rm"]]
         m.days = {int(raw[0]): Day.load(raw) for raw in s["dy"]}
+        m._days_changed()
         for raw in s["b"]:
             ev = _unpack_event(m.resident_id, m.home_id, raw)
             m.buffer.append((float(raw[6]), ev.event_id, ev))

@@ -36,10 +36,15 @@ class DeviceSilent(Detector):
     __slots__ = ()
 
     def on_tick(self, m: ResidentMonitor, now: float) -> None:
+        open_keys = m.open_keys(self.name)  # asked again after every change (10 sensors, usually none open)
+        floor = m.plan.device_silence_min * 60
         for device_id, dev in m.devices.items():
-            prefix = f"{m.resident_id}:device_silent:{device_id}:"
-            open_key = next((k for k in m.open_keys(self.name) if k.startswith(prefix)), None)
-            limit = max(m.plan.device_silence_min * 60, 1.5 * dev.usual_max_gap())
+            open_key = None
+            if open_keys:
+                prefix = f"{m.resident_id}:device_silent:{device_id}:"
+                open_key = next((k for k in open_keys if k.startswith(prefix)), None)
+            gap = dev.max_gap if dev.max_gap > dev.prev_max_gap else dev.prev_max_gap
+            limit = floor if floor > 1.5 * gap else 1.5 * gap
             if dev.last - dev.since < LEARNING_S:
                 limit = max(limit, LEARNING_FLOOR_S)
             silent = now - dev.last
@@ -51,6 +56,7 @@ class DeviceSilent(Detector):
                         f"Sensor {device_id} is reporting again.",
                         f"Sensorn {device_id} rapporterar igen.",
                     )
+                    open_keys = m.open_keys(self.name)
                 continue
             if open_key is not None or dev.last - dev.since < WARM_UP_S or m.is_gateway_silent(dev.gateway, now):
                 continue
@@ -58,7 +64,7 @@ class DeviceSilent(Detector):
             m.fire(
                 self,
                 "device_silent",
-                f"{prefix}{int(dev.last)}",
+                f"{m.resident_id}:device_silent:{device_id}:{int(dev.last)}",
                 Severity.LOW,
                 dev.last,
                 now,
@@ -78,6 +84,7 @@ class DeviceSilent(Detector):
                     data_quality=[f"sensor {device_id} silent"],
                 ),
             )
+            open_keys = m.open_keys(self.name)
 
     def next_due(self, m: ResidentMonitor, now: float) -> float:
         """When :meth:`on_tick` may next act: the first sensor past its limit (an open incident: every tick).
@@ -91,7 +98,8 @@ class DeviceSilent(Detector):
         due = float("inf")
         floor = m.plan.device_silence_min * 60
         for device_id, dev in m.devices.items():
-            limit = max(floor, 1.5 * dev.usual_max_gap())
+            gap = dev.max_gap if dev.max_gap > dev.prev_max_gap else dev.prev_max_gap
+            limit = floor if floor > 1.5 * gap else 1.5 * gap
             if dev.last - dev.since < LEARNING_S:
                 limit = max(limit, LEARNING_FLOOR_S)
             at = dev.last + limit

@@ -23,6 +23,8 @@ from streams.detector import Detector
 if TYPE_CHECKING:
     from streams.monitor import ResidentMonitor
 
+_MOTION = Kind.MOTION.value
+
 
 #: Resting in bed during the day may last this many times the plan's limit.
 NAP_FACTOR = 2
@@ -40,8 +42,8 @@ class Inactivity(Detector):
     __slots__ = ()
 
     def on_event(self, m: ResidentMonitor, ev: Event, t: float) -> None:
-        if ev.kind == Kind.MOTION and ev.value is not True:
-            return
+        if not m.open or (ev.kind == _MOTION and ev.value is not True):
+            return  # nothing open to clear (the usual case)
         for key in m.open_keys(self.name):
             if t > float(m.open[key][3]):
                 m.clear(

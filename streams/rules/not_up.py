@@ -17,6 +17,8 @@ from streams.detector import Detector
 if TYPE_CHECKING:
     from streams.monitor import ResidentMonitor
 
+_MOTION = Kind.MOTION.value
+
 
 class NotUp(Detector):
     name = "not_up"
@@ -27,8 +29,8 @@ class NotUp(Detector):
     __slots__ = ()
 
     def on_event(self, m: ResidentMonitor, ev: Event, t: float) -> None:
-        if ev.kind == Kind.MOTION and ev.value is not True:
-            return
+        if not m.open or (ev.kind == _MOTION and ev.value is not True):
+            return  # nothing open to clear (the usual case)
         for key in m.open_keys(self.name):
             m.clear(
                 key,
