@@ -400,13 +400,12 @@ class Observations:
             time.sleep(0.25)
 
     def pg_stats(self) -> dict[str, int]:
-        """PostgreSQL's counters for this database and its WAL (cumulative; a phase takes deltas).
-        A query the server's version does not know is left out."""
+        """Where PostgreSQL's write work stands: WAL position (bytes) and the next transaction id,
+        read from the server at once (the pg_stat_* views lag by up to 10 s), and checkpoints.
+        A phase takes the deltas: WAL bytes and transaction ids (savepoints count) it took."""
         queries = {
-            ("xact_commit", "xact_rollback", "tup_inserted", "blks_read", "blks_hit"):
-                "SELECT xact_commit, xact_rollback, tup_inserted, blks_read, blks_hit FROM pg_stat_database"
-                " WHERE datname = current_database()",
-            ("wal_records", "wal_fpi", "wal_bytes"): "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal",
+            ("wal_bytes", "xids"): "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint,"
+                                   " pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
             ("checkpoints",): "SELECT num_timed + num_requested FROM pg_stat_checkpointer",  # 17+
             ("checkpoints_",): "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter",  # up to 16
         }
@@ -627,7 +626,7 @@ def capacity(stack: Stack, readings: int, label: str) -> dict[str, Any]:
         "us_per_reading": {k: round(v / max(1, stored) * 1e6, 1) for k, v in cpu.items()},
         "cores_used": round(sum(cpu.values()) / elapsed, 2) if elapsed > 0 else None,
         "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)],  # the machine's 1-min load, start / end
-        # PostgreSQL's work in the phase: transactions, rows, WAL (full-page images after a checkpoint).
+        # PostgreSQL's write work in the phase: WAL bytes, transaction ids, checkpoints.
         "postgres": {k: v - pg0[k] for k, v in pg1.items() if k in pg0},
         "row_counts": {"exact": stack.obs.exact_counts - polls0[0], "tail": stack.obs.tail_counts - polls0[1]},
         "series": [(round(t - wall0, 2), c - base) for t, c in series],
