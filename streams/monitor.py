@@ -241,6 +241,8 @@ class ResidentMonitor:
         self._due_at = float("inf")
         self._due_plan: CarePlan | None = None
         self._close_at = float("inf")  # the earliest next_midnight of ``days``: when a day may close
+        self._cur_day: Day | None = None  # the day of the latest activity (most events fall in it)
+        self._cur_tz = ""
         for d in detectors if detectors is not None else build_detectors():
             self.detectors[d.name] = d
         self._dispatch()
@@ -457,11 +459,12 @@ class ResidentMonitor:
             if last is None:
                 self.gateways[gw] = t
             return
-        if last is not None and t > last:
-            offline = self.gateway_offline.get(gw, _NEG_INF)
+        if last is None:
+            self.gateways[gw] = t
+        elif t > last:
+            offline = self.gateway_offline.get(gw, _NEG_INF) if self.gateway_offline else _NEG_INF
             if t - last > self.plan.gateway_silence_s or offline >= last:
                 self.gateway_back[gw] = t  # heard again after a silence
-        if last is None or t > last:
             self.gateways[gw] = t
         if kind in _GATEWAY_KINDS:
             return
@@ -492,7 +495,16 @@ class ResidentMonitor:
 
     def _day(self, t: float) -> Day | None:
         """The accumulator of the local day of ``t``; None when that day is already judged."""
-        ordinal, midnight, nxt = clock.local_day(self.plan.timezone, t)
+        tz = self.plan.timezone
+        day = self._cur_day
+        if (
+            day is not None
+            and day.midnight <= t < day.next_midnight
+            and tz is self._cur_tz
+            and self.days.get(day.ordinal) is day
+        ):
+            return day  # the local day is the one of [midnight, next midnight) that holds t
+        ordinal, midnight, nxt = clock.local_day(tz, t)
         day = self.days.get(ordinal)
         if day is None:
             if ordinal <= self.closed_through:
@@ -500,6 +512,7 @@ class ResidentMonitor:
             day = self.days[ordinal] = Day(ordinal, midnight, nxt)
             if nxt < self._close_at:
                 self._close_at = nxt
+        self._cur_day, self._cur_tz = day, tz
         return day
 
     def _forget(self, now: float) -> None:
