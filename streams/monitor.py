@@ -319,7 +319,10 @@ class ResidentMonitor:
             for name in names:
                 detectors[name].on_event(self, ev, t)
         if kind in self._ordered:
-            heapq.heappush(self.buffer, (t, ev.event_id, ev))
+            # A redelivered reading (same event id, later received_at) must not be buffered twice: equal
+            # (t, event_id) keys make heapq/sorted compare the Events themselves -> TypeError, worker crash.
+            if not any(b[1] == ev.event_id for b in self.buffer):
+                heapq.heappush(self.buffer, (t, ev.event_id, ev))
             self._release()
         self._out = _IDLE  # hold no output between calls (10,000 monitors in one worker)
         return out
