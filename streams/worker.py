@@ -33,6 +33,7 @@ incident never produces two candidates.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -222,6 +223,14 @@ class BulkLaneConsumer(AIOKafkaConsumer):
                 return
             raise
 
+    async def _commit(self, offsets: Any) -> bool:  # pragma: no cover - runs under a real Kafka
+        """Faust's commit (after its producer flush), unless a state write failed and is not yet rewritten."""
+        may_commit: Callable[[], bool] | None = getattr(self.app, "may_commit", None)
+        if may_commit is not None and not may_commit():
+            log.warning("offsets not committed: a state changelog write failed and is being written again")
+            return False
+        return bool(await super()._commit(offsets))
+
 
 class WorkerApp(faust.App):
     """The worker's Faust app: its consumer takes the bulk lane in batches (:class:`BulkLaneConsumer`)."""
@@ -230,6 +239,8 @@ class WorkerApp(faust.App):
     bulk_lane: tuple[str, BulkHandler] | None = None
     #: Called before a rebalance waits for unacked messages: checkpoints and acks held bulk records.
     before_wait_empty: Callable[[], Any] | None = None
+    #: Asked before offsets are committed (after Faust's producer flush): False holds them back.
+    may_commit: Callable[[], bool] | None = None
 
     async def _consumer_wait_empty(self, consumer: Any, timeout: Any) -> None:
         if self.before_wait_empty is not None:
@@ -324,6 +335,9 @@ class StreamWorker:
         self._changelog_topic: str | None = None
         self._write_no = 0
         self._snapshot_of: dict[str, int] = {}
+        # Residents whose last changelog write failed: written again at the next checkpoint, and
+        # no offsets are committed until then (WorkerApp.may_commit).
+        self.unwritten: set[str] = set()
         self.app = self._build_app()
 
     # ----------------------------------------------------------------- faust
@@ -398,6 +412,7 @@ class StreamWorker:
         if o.bulk_fast_path:
             app.bulk_lane = (s.topic_events, self.handle_bulk)
             app.before_wait_empty = self.checkpoint_bulk
+        app.may_commit = self.may_commit
         app.agent(self.feedback_topic, name=f"{o.app_id}.feedback")(feedback)
         app.timer(o.tick_s, name=f"{o.app_id}.tick")(self.tick)
         app.timer(o.plan_refresh_s, name=f"{o.app_id}.plans")(self.refresh_plans)
@@ -586,6 +601,7 @@ class StreamWorker:
         for i, (rid, m) in enumerate(monitors.items()):
             parts.setdefault(partition(rid), []).append((rid, rid.encode(), m.to_bytes()))
             snapshot_of[rid] = no
+            self.unwritten.discard(rid)
             if i % 500 == 499:
                 await asyncio.sleep(0)  # let the urgent lane in (what it writes meanwhile is newer: see above)
         for p, pending in parts.items():
@@ -593,15 +609,19 @@ class StreamWorker:
             while pending:
                 batch = producer.create_batch()
                 taken = 0
+                rids: list[str] = []
                 for rid, key, value in pending:
-                    if snapshot_of[rid] == no and batch.append(timestamp=None, key=key, value=value) is None:
-                        break  # the batch is full: the rest go into the next one
+                    if snapshot_of[rid] == no:
+                        if batch.append(timestamp=None, key=key, value=value) is None:
+                            break  # the batch is full: the rest go into the next one
+                        rids.append(rid)
                     taken += 1  # appended, or written again since this call's snapshot (the newer one counts)
                 if taken == 0:
                     raise ValueError(f"a resident's state does not fit a record batch ({len(pending[0][2])} bytes)")
-                if batch.record_count():
+                if rids:
                     try:
-                        await producer.send_batch(batch, topic, partition=p)
+                        delivered = await producer.send_batch(batch, topic, partition=p)
+                        delivered.add_done_callback(functools.partial(self._changelog_delivered, no, rids))
                     except Exception as exc:
                         if getattr(self.app, "should_stop", False):
                             raise
@@ -613,6 +633,29 @@ class StreamWorker:
                             producer = target[0]
                         continue  # the same records again (less those written since)
                 pending = pending[taken:]
+
+    def _changelog_delivered(self, no: int, rids: list[str], delivered: asyncio.Future[Any]) -> None:
+        """A changelog batch's delivery: when it failed, its residents are written again.
+
+        aiokafka retries a batch until its delivery timeout; Faust's flush before a commit
+        waits for it but does not look at the result. So a failed batch holds back every
+        commit (``unwritten``, :meth:`WorkerApp.may_commit`) until the next checkpoint has
+        written these monitors (as they are then) again; a resident written again meanwhile
+        by a later call is already on its way. This callback runs before the flush returns.
+        """
+        if not delivered.cancelled() and delivered.exception() is None:
+            return
+        reason = "cancelled" if delivered.cancelled() else type(delivered.exception()).__name__
+        held = self.held()
+        again = [rid for rid in rids if self._snapshot_of.get(rid) == no and rid in held]
+        log.error("state changelog: a batch of %d residents failed (%s); written again", len(rids), reason)
+        for rid in again:
+            self.unwritten.add(rid)
+            self.dirty[rid] = held[rid]
+
+    def may_commit(self) -> bool:
+        """Whether offsets may be committed: no failed state write waits to be written again."""
+        return not self.unwritten
 
     def _changelog_target(self) -> tuple[Any, str] | None:
         """Faust's running aiokafka producer and the state changelog topic; None before the start."""

@@ -203,16 +203,23 @@ class Producer:
         self.batch_bytes = batch_bytes
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
         self.gate: asyncio.Event | None = None
+        self.fail = False  # deliveries fail (after aiokafka's retries)
 
     def create_batch(self) -> BatchBuilder:
         return BatchBuilder(self.batch_bytes, 0)
 
-    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> None:
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> asyncio.Future[None]:
         if self.gate is not None:
             gate, self.gate = self.gate, None
             await gate.wait()
         records = MemoryRecords(bytes(batch._build())).next_batch()
-        self.sent.append((topic, partition, [(r.key, r.value) for r in records]))
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            delivered.set_exception(TimeoutError("batch expired"))
+        else:
+            self.sent.append((topic, partition, [(r.key, r.value) for r in records]))
+            delivered.set_result(None)
+        return delivered
 
 
 def _with_producer(worker: StreamWorker, producer: Producer) -> None:
@@ -269,3 +276,26 @@ def test_an_older_snapshot_never_follows_a_newer_one(tmp_path: Path) -> None:
     assert new != old
     assert [v for k, v in written if k == late] == [new]  # the checkpoint's older snapshot was left out
     assert {k for k, _ in written} == set(monitors)
+
+
+def test_a_failed_state_write_is_written_again_and_holds_commits_back(tmp_path: Path) -> None:
+    worker, _, _, _ = _worker(tmp_path)
+    worker.app.consumer = Consumer()  # type: ignore[assignment]
+    monitors = _monitors(worker, 6)
+    producer = Producer()
+    _with_producer(worker, producer)
+    producer.fail = True
+
+    async def run() -> None:
+        await worker.write_states(monitors)
+        await asyncio.sleep(0)  # the delivery callbacks
+        assert worker.unwritten == set(monitors) and set(worker.dirty) == set(monitors)
+        assert not worker.may_commit()
+        producer.fail = False
+        await worker.checkpoint_bulk()
+        await asyncio.sleep(0)
+
+    asyncio.run(run())
+    assert worker.may_commit() and not worker.unwritten and not worker.dirty
+    written = {key.decode(): value for _, _, records in producer.sent for key, value in records}
+    assert written == {rid: m.to_bytes() for rid, m in monitors.items()}
