@@ -35,6 +35,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.structs import TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.partitioner.default import murmur2
 
@@ -291,7 +292,17 @@ class EventProducer:
         """Fetch the partitions of ``topics`` now, so the first record of each (a fall, say) does
         not wait for a metadata round trip. Raises :class:`DeliveryError` when one is missing."""
         for topic in topics:
-            self._partitions(self._urgent if topic in self._urgent_topics else self._bulk, topic)
+            lane = self._urgent if topic in self._urgent_topics else self._bulk
+            self._partitions(lane, topic)
+            # And connect to the partitions' leaders now (the bootstrap connection is another one).
+            cluster = lane.producer.client.cluster
+            leaders = {cluster.leader_for_partition(TopicPartition(topic, p))
+                       for p in cluster.partitions_for_topic(topic) or ()}
+            for node in leaders - {None, -1}:
+                try:
+                    self._call(lane.producer.client.ready(node), timeout=15.0)
+                except Exception as exc:
+                    raise DeliveryError(f"Kafka node {node} not reachable: {type(exc).__name__}") from exc
 
     def _revive(self) -> None:
         """A producer whose sender died (a fatal error) is replaced; its unanswered records fail."""
