@@ -810,6 +810,75 @@ def _alert_doc(r: Row) -> Row:
     return r
 
 
+def alert_columns(conn: Connection[Any]) -> list[tuple[str, str]]:
+    """The ``alerts`` table's columns in order, with their types (``SELECT a.*`` gives them in this order)."""
+    return [
+        (r["name"], r["type"])
+        for r in _rows(
+            conn,
+            "SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute"
+            " WHERE attrelid = 'alerts'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        )
+    ]
+
+
+def _json_text(expr: str, sql_type: str) -> str:
+    """SQL giving the JSON text pydantic-core writes for this column's Python value (psycopg's, session time
+    zone): timestamps as ``2026-11-23T08:00:00Z`` / ``…08:00:00.120000+01:00`` (6 digits only when there are
+    microseconds, ``Z`` for a zero offset), ``null`` for NULL, jsonb/json as stored, the rest as ``to_json``."""
+    if sql_type == "timestamp with time zone":
+        # One to_char; '.000000' can only be the fraction and '+00:00' only the offset.
+        return (
+            f"coalesce('\"' || replace(replace(to_char({expr}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM'),"
+            " '.000000', ''), '+00:00', 'Z') || '\"', 'null')"
+        )
+    if sql_type in ("jsonb", "json", "bigint", "integer", "smallint"):  # their text is their JSON
+        return f"coalesce({expr}::text, 'null')"
+    if sql_type == "boolean":
+        return f"CASE WHEN {expr} THEN 'true' WHEN NOT {expr} THEN 'false' ELSE 'null' END"
+    if sql_type == "uuid":
+        return f"coalesce('\"' || {expr}::text || '\"', 'null')"
+    return f"coalesce(to_json({expr})::text, 'null')"  # text: escaped
+
+
+def _sql_text(value: str) -> str:
+    """A constant string as SQL (the query also takes ``%s`` parameters: ``%`` doubled)."""
+    return "'" + value.replace("'", "''").replace("%", "%%") + "'"
+
+
+#: Column types whose ``to_json`` text is the JSON pydantic-core writes for psycopg's Python value (parsed the
+#: same: jsonb keeps its key order and numbers; PostgreSQL writes ``, `` and ``: `` inside it).
+JSON_SAME_TYPES = frozenset(
+    {
+        "bigint",
+        "integer",
+        "smallint",
+        "text",
+        "character varying",
+        "boolean",
+        "uuid",
+        "jsonb",
+        "json",
+        "timestamp with time zone",
+    }
+)
+
+
+def json_object_sql(fields: Sequence[tuple[str, str, str | None]]) -> str:
+    """SQL text of one JSON object built by PostgreSQL, keys in this order: each field is (key as JSON, SQL
+    expression, its SQL type) or (key as JSON, JSON text of a constant, None)."""
+    parts: list[str] = []
+    for i, (key, value, sql_type) in enumerate(fields):
+        parts.append(_sql_text(("{" if i == 0 else ",") + key + ":"))
+        parts.append(_sql_text(value) if sql_type is None else f"({_json_text(value, sql_type)})")
+    parts.append(_sql_text("}") if fields else "'{}'")
+    # concat() of every piece at once (a chain of || copies the growing string once per piece); at most 100
+    # arguments a call, so nested in chunks
+    while len(parts) > 1:
+        parts = [f"concat({', '.join(parts[i : i + 90])})" for i in range(0, len(parts), 90)]
+    return parts[0]
+
+
 def alerts_for(
     conn: Connection[Any],
     resident_ids: Sequence[str],
@@ -819,11 +888,15 @@ def alerts_for(
     since: datetime | None,
     after: list[Any] | None,
     limit: int,
+    select: str | None = None,
 ) -> list[Row]:
-    """Alerts of these residents, newest first, keyset-paginated on (time, id)."""
+    """Alerts of these residents, newest first, keyset-paginated on (time, id). ``select``: the select list
+    (default every column and ``sort_at``), e.g. the page items' JSON built by PostgreSQL."""
     if not resident_ids:
         return []
-    q, params = _alerts_query("a.resident_id = ANY(%s)", [list(resident_ids)], status, kind, severity, since, after)
+    q, params = _alerts_query(
+        "a.resident_id = ANY(%s)", [list(resident_ids)], status, kind, severity, since, after, select
+    )
     params.append(limit)
     return [_alert_doc(r) for r in _rows(conn, q, params)]
 
@@ -838,6 +911,7 @@ def caller_facts_and_alerts(
     since: datetime | None,
     after: list[Any] | None,
     limit: int,
+    select: str | None = None,
 ) -> tuple[dict[str, ResidentFacts], list[Row]]:
     """:func:`caller_facts` of the caller's whole reach and :func:`alerts_for` of every resident in that reach,
     sent together (pipeline mode: one round trip instead of two).
@@ -851,7 +925,7 @@ def caller_facts_and_alerts(
         " AND valid_from <= now() AND (valid_to IS NULL OR valid_to > now())"
         " UNION SELECT resident_id FROM emergency_access WHERE user_id = %s AND expires_at > now())"
     )
-    q, params = _alerts_query(reach, [user_id, org_id, user_id], status, kind, severity, since, after)
+    q, params = _alerts_query(reach, [user_id, org_id, user_id], status, kind, severity, since, after, select)
     params.append(limit)
     with conn.pipeline():
         facts_cur = conn.cursor(row_factory=dict_row)
@@ -871,8 +945,10 @@ def _alerts_query(
     severity: str | None,
     since: datetime | None,
     after: list[Any] | None,
+    select: str | None = None,
 ) -> tuple[str, list[Any]]:
-    """The alerts query (its LIMIT parameter still to add) for the residents ``first`` selects."""
+    """The alerts query (its LIMIT parameter still to add) for the residents ``first`` selects; ``select`` is the
+    select list (default: every column and ``sort_at``; it may only contain constant SQL, no parameters)."""
     where = [first]
     params = list(params)
     if status == "open":
@@ -893,7 +969,7 @@ def _alerts_query(
         where.append(f"(a.{ALERT_TIME}, a.id) < (%s::timestamptz, %s)")
         params += [after[0], after[1]]
     q = (
-        f"SELECT a.*, a.{ALERT_TIME} AS sort_at FROM alerts a WHERE "
+        f"SELECT {select or f'a.*, a.{ALERT_TIME} AS sort_at'} FROM alerts a WHERE "
         + " AND ".join(where)
         + f" ORDER BY a.{ALERT_TIME} DESC, a.id DESC LIMIT %s"
     )

@@ -22,6 +22,7 @@ from api.access import (
     UserContext,
     alert_view,
     decide,
+    read_scope,
 )
 from api.audit import REQUEST_ID
 from api.deps import CurrentUser, Db, audit_access, audit_access_async, audit_shown, gate, gate_async, get_state
@@ -52,6 +53,90 @@ def _page_response(items: list[dict[str, Any]], cursor: str | None, restricted: 
     )
 
 
+def _rows_response(rows: list[dict[str, Any]], ctx: UserContext, limit: int, restricted: bool = False) -> Response:
+    """The page of these rows: their items' JSON as PostgreSQL built it (``ITEM``), passed through as they are;
+    rows of the default select list (every column) serialised by :func:`_page_response`."""
+    cursor = next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])])
+    if rows and ITEM not in rows[0]:
+        return _page_response([alert_item(ctx, r) for r in rows[:limit]], cursor, restricted)
+    body = (
+        '{"items":['
+        + ",".join(r[ITEM] for r in rows[:limit])
+        + '],"next_cursor":'
+        + ("null" if cursor is None else to_json(cursor).decode())
+        + ',"restricted":'
+        + ("true" if restricted else "false")
+        + "}"
+    )
+    return Response(body.encode(), media_type="application/json")
+
+
+#: The column of the item's JSON text in a row of :func:`_item_select`'s select list.
+ITEM = "item_json"
+
+
+class _Column:
+    """A placeholder for a column's value, to see where :func:`alert_item` puts it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _item_fields(ctx: UserContext, types: dict[str, str], clinical_family: bool) -> list[Any] | None:
+    """The fields of the item :func:`alert_item` makes for ``ctx`` of a row of these columns, in its order: a
+    column's value as (key, SQL expression, type), a constant as (key, its JSON, None). None when a column's type
+    has no JSON of PostgreSQL's equal to pydantic-core's (then the list serialises in Python)."""
+    row: dict[str, Any] = {name: _Column(name) for name in types}
+    if clinical_family:
+        row["family"] = "clinical"
+    fields: list[Any] = []
+    for key, value in alert_item(ctx, row).items():
+        if isinstance(value, _Column):
+            if types[value.name] not in store.JSON_SAME_TYPES:
+                return None
+            expr = f"a.{store.ALERT_TIME}" if value.name == "sort_at" else 'a."' + value.name.replace('"', '""') + '"'
+            fields.append((to_json(key).decode(), expr, types[value.name]))
+        elif key == "family" and value == "clinical":
+            return None  # the view did not hide this clinical alert: not the two views this module knows
+        else:
+            fields.append((to_json(key).decode(), to_json(value).decode(), None))
+    return fields
+
+
+#: Per process: the select list of the page's rows (id, resident, sort key and the item's JSON), by whether the
+#: caller has CLINICAL scope (None: serialise in Python).
+_ITEM_SELECT: dict[bool, str | None] = {}
+
+
+def _item_select(conn: Any, ctx: UserContext) -> str | None:
+    """The select list that lets PostgreSQL build each item's JSON exactly as :func:`alert_item` and pydantic-core
+    would (same keys in the same order, same values; the clinical family's "needs a visit" view without CLINICAL
+    scope, as :func:`api.access.alert_view`). Built once per process from the ``alerts`` table's columns."""
+    clinical = Category.CLINICAL in read_scope(ctx)
+    if clinical in _ITEM_SELECT:
+        return _ITEM_SELECT[clinical]
+    types = dict(store.alert_columns(conn))
+    types["sort_at"] = types.get(store.ALERT_TIME, "")
+    full = _item_fields(ctx, types, clinical_family=False)
+    summary = None if clinical else _item_fields(ctx, types, clinical_family=True)
+    select: str | None = None
+    if full is not None and (clinical or summary is not None):
+        item = store.json_object_sql(full)
+        if summary is not None:
+            item = (
+                "CASE WHEN a.family IS DISTINCT FROM 'clinical' THEN "
+                + item
+                + " ELSE "
+                + store.json_object_sql(summary)
+                + " END"
+            )
+        select = f"a.id, a.resident_id, a.{store.ALERT_TIME} AS sort_at, ({item}) AS {ITEM}"
+    _ITEM_SELECT[clinical] = select
+    return select
+
+
 def _load_page(
     request: Request,
     ctx: UserContext,
@@ -70,7 +155,7 @@ def _load_page(
     in one worker-thread hop."""
     with get_state(request).pool.connection() as conn:
         rows, allowed, restricted = _query_page(
-            request, conn, ctx, candidates, status, kind, severity, since, after, limit
+            request, conn, ctx, candidates, status, kind, severity, since, after, limit, _item_select(conn, ctx)
         )
         shown = sorted({str(r["resident_id"]) for r in rows[:limit]})
         audit_shown(
@@ -97,6 +182,7 @@ def _query_page(
     since: datetime | None,
     after: list[Any] | None,
     limit: int,
+    select: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Decision], bool]:
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] | None = None
@@ -104,7 +190,7 @@ def _query_page(
         # One round trip: the caller's reach with the facts the policy reads for this caller, and the alerts of
         # that whole reach (kept below only if the policy allows every resident they are of).
         facts, rows = store.caller_facts_and_alerts(
-            conn, ctx.user_id, ctx.org_id, status, kind, severity, since, after, limit + 1
+            conn, ctx.user_id, ctx.org_id, status, kind, severity, since, after, limit + 1, select
         )
     else:
         facts = store.caller_facts(conn, ctx.user_id, ctx.org_id, candidates)
@@ -117,7 +203,7 @@ def _query_page(
             allowed[rid] = d
         restricted = restricted or d.restricted_marker
     if rows is None or any(str(r["resident_id"]) not in allowed for r in rows):
-        rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1)
+        rows = store.alerts_for(conn, list(allowed), status, kind, severity, since, after, limit + 1, select)
     return rows, allowed, restricted
 
 
@@ -139,8 +225,7 @@ async def _page(
     rows, restricted = await anyio.to_thread.run_sync(
         _load_page, request, ctx, candidates, status, kind, severity, since, after, limit
     )
-    items = [alert_item(ctx, r) for r in rows[:limit]]
-    return _page_response(items, next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]), restricted)
+    return _rows_response(rows, ctx, limit, restricted)
 
 
 @router.get(
@@ -243,13 +328,13 @@ async def resident_alerts(
 ) -> Any:
     grant = await gate_async(request, ctx, conn, resident_id, Category.ALERTS)
     after = decode_cursor(cursor, 2)
-    rows = await anyio.to_thread.run_sync(
-        store.alerts_for, conn, [grant.resident_id], status, None, None, None, after, limit + 1
-    )
-    return _page_response(
-        [alert_item(ctx, r) for r in rows[:limit]],
-        next_cursor(rows, limit, lambda r: [str(r["sort_at"]), int(r["id"])]),
-    )
+
+    def load() -> list[dict[str, Any]]:
+        return store.alerts_for(
+            conn, [grant.resident_id], status, None, None, None, after, limit + 1, _item_select(conn, ctx)
+        )
+
+    return _rows_response(await anyio.to_thread.run_sync(load), ctx, limit)
 
 
 @router.get("/v1/alerts/{alert_id}", response_model=Alert, summary="One alert, with its lifecycle history")
