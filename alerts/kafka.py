@@ -100,10 +100,11 @@ class CandidateConsumer:
         self._c = self._new_consumer()
         self._producer = producer
 
-    def _new_consumer(self) -> KafkaConsumer:
+    def _new_consumer(self, metadata_wait_s: float = 10.0) -> KafkaConsumer:
+        """A consumer that subscribes only once its topic's partitions are known: joining before (an empty
+        first assignment) is what led kafka-python into the stuck rejoin (chaos run 11's start-up)."""
         settings = self.settings
-        return KafkaConsumer(
-            settings.topic_alerts,
+        c = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -114,6 +115,11 @@ class CandidateConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
+        deadline = time.monotonic() + metadata_wait_s
+        while not c.partitions_for_topic(settings.topic_alerts) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the topic is being created, or the broker is still starting
+        c.subscribe([settings.topic_alerts])
+        return c
 
     def member_state(self) -> str | None:
         """The group membership state kafka-python keeps (``<unjoined>``, ``<rebalancing>``, ``<stable>``)."""
