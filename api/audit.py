@@ -236,9 +236,6 @@ class AuditWriter:
         self._thread: threading.Thread | None = None
         self.batches = 0
         self.rows = 0
-        self._busy = False  # the writer thread is appending a group
-        self._alone = 0  # requests appending on their own connection now (see append)
-        self.own_appends = 0
 
     def start(self) -> None:
         self._stopped = False
@@ -283,24 +280,6 @@ class AuditWriter:
         """Append and wait until durable; returns the row ids."""
         return self.submit(entries).result(timeout)
 
-    def append(self, conn: psycopg.Connection[Any], entries: Sequence[AuditEntry], timeout: float = 30.0) -> list[int]:
-        """Append and wait until durable, on ``conn`` (idle, autocommit) when no other request of this process is
-        appending, else through the group: a lone request saves the hand-over to the writer thread and back,
-        and requests that would each wait for a flush at the same time share one (one statement, one commit)."""
-        with self._cv:
-            alone = not self._alone and not self._busy and not self._pending and not self._stopped
-            if alone:
-                self._alone += 1
-        if not alone:
-            return self.write(entries, timeout)
-        try:
-            ids = append_many(conn, entries)
-        finally:
-            with self._cv:
-                self._alone -= 1
-        self.own_appends += 1
-        return ids
-
     def _take(self) -> list[tuple[Sequence[AuditEntry], Future[list[int]]]]:
         with self._cv:
             while not self._pending and not self._stopped:
@@ -311,7 +290,6 @@ class AuditWriter:
                 item = self._pending.pop(0)
                 batch.append(item)
                 n += len(item[0])
-            self._busy = bool(batch)
             return batch
 
     def _run(self) -> None:
@@ -324,15 +302,11 @@ class AuditWriter:
                 ids = append_many(self._connection(), flat)
             except Exception as e:  # every waiting request fails with it: no data leave without their row
                 self._close()
-                with self._cv:
-                    self._busy = False
                 for _, fut in batch:
                     fut.set_exception(e)
                 continue
             self.batches += 1
             self.rows += len(ids)
-            with self._cv:
-                self._busy = False
             i = 0
             for entries, fut in batch:
                 fut.set_result(ids[i : i + len(entries)])

@@ -247,16 +247,15 @@ def _decide_and_entry(
 def _append_durably(request: Request, conn: Connection[Any], entries: list[audit.AuditEntry]) -> list[int]:
     """Append ``entries`` on the connection the request already holds and return once they are durable.
 
-    On an idle autocommit connection, when no other request of the process is appending, the append is a short
-    transaction of its own (one round trip, committed when it returns): no hand-over to the writer thread and
-    back, and since 0360 no wait for another appender's commit; when others are, the rows join the process's
-    group commit (:meth:`audit.AuditWriter.append`), one flush for all of them. Inside a transaction (a
-    write's) the rows would share its fate, so they go through the group-commit writer.
+    On an idle autocommit connection the append is a short transaction of its own (one round trip, committed
+    when it returns): no hand-over to the writer thread and back, and since 0360 no wait for another
+    appender's commit. Inside a transaction (a write's) the rows would share its fate, so they go through
+    the process's group-commit writer instead.
     """
     from psycopg.pq import TransactionStatus
 
     if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-        ids = get_state(request).audit_writer.append(conn, entries)
+        ids = audit.append_many(conn, entries)
     else:
         ids = get_state(request).audit_writer.write(entries)
     get_state(request).metrics.audit_rows.inc(len(ids))

@@ -32,27 +32,3 @@ def test_append_many_continues_the_chain(api_db: str) -> None:
         ]
         n, broken = audit.verify(conn)
         assert broken is None and n >= 5
-
-
-def test_a_lone_request_appends_on_its_connection_others_join_the_group(api_db: str) -> None:
-    writer = audit.AuditWriter(api_db)
-    writer.start()
-    try:
-        with psycopg.connect(api_db, autocommit=True) as conn:
-
-            def one(i: int) -> audit.AuditEntry:
-                return audit.entry(CTX, action="GET /g", resource="g", outcome="allowed", resident_id=f"r-g{i}")
-
-            alone = writer.append(conn, [one(0), one(1)])  # nobody else appending: its own connection
-            assert (writer.own_appends, writer.batches) == (1, 0)
-            writer._alone = 1  # another request of the process is appending now: this one joins the group
-            joined = writer.append(conn, [one(2)])
-            writer._alone = 0
-            assert (writer.own_appends, writer.batches) == (1, 1)
-            rows = conn.execute(
-                "SELECT resident_id FROM audit_log WHERE id = ANY(%s) ORDER BY id", (alone + joined,)
-            ).fetchall()
-            assert [r[0] for r in rows] == ["r-g0", "r-g1", "r-g2"]
-            assert audit.verify(conn)[1] is None
-    finally:
-        writer.stop()
