@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from carechain.candidates import AlertCandidate, CandidateState, Evidence, Family, Severity
 from carechain.settings import Settings
-from tests.conftest import service_unavailable
+from tests.conftest import private_database
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)  # a Tuesday
 
@@ -51,26 +50,12 @@ def candidate(
 @pytest.fixture(scope="module")
 def alerts_dsn(settings: Settings) -> Iterator[str]:
     """A private database ``cc_alerts_<random>`` with every migration and 20 demo homes."""
-    from carechain.db.migrate import migrate
     from carechain.db.seed import seed_demo
 
-    name = f"cc_alerts_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        service_unavailable("PostgreSQL (127.0.0.1:55432)")
-        raise
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    dsn = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-    try:
-        migrate(dsn)
+    with private_database(settings, "cc_alerts") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             seed_demo(conn, homes=20)
         yield dsn
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 @pytest.fixture()

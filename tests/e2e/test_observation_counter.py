@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,30 +9,18 @@ import psycopg
 import pytest
 
 from carechain.bench_e2e import Observations
-from carechain.db.migrate import migrate
 from carechain.db.writer import EventWriter
 from carechain.events import Event, make_event_id
 from carechain.settings import Settings
-from tests.conftest import service_unavailable
+from tests.conftest import private_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")
 def dsn(settings: Settings) -> Iterator[str]:
-    name = f"cc_e2e_count_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        service_unavailable("PostgreSQL")
-        raise
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-    migrate(url)
-    yield url
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with private_database(settings, "cc_e2e_count") as url:
+        yield url
 
 
 def _events(n: int, start: int, day: datetime) -> list[Event]:
@@ -41,8 +28,9 @@ def _events(n: int, start: int, day: datetime) -> list[Event]:
     for i in range(start, start + n):
         ts = day + timedelta(seconds=i % 80_000)
         dev = f"cnt-d{i % 7}"
-        out.append(Event(make_event_id(dev, i, ts), f"cnt-r{i % 5}", "cnt-h", "cnt-gw", dev, "hall", "motion",
-                         True, ts, i, ts))
+        out.append(
+            Event(make_event_id(dev, i, ts), f"cnt-r{i % 5}", "cnt-h", "cnt-gw", dev, "hall", "motion", True, ts, i, ts)
+        )
     return out
 
 

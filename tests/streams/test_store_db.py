@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -16,7 +15,7 @@ from streams.monitor import MonitorOutput, ResidentMonitor, Score
 from streams.sink import WriterSink, open_sink
 from streams.store import CarePlanStore
 from streams.synthetic import Home
-from tests.conftest import service_unavailable
+from tests.conftest import private_database
 from tests.streams.conftest import local
 
 pytestmark = pytest.mark.integration
@@ -24,29 +23,16 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def dsn(settings: Settings) -> Iterator[str]:
-    from carechain.db.migrate import migrate
-
-    name = f"cc_streams_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        service_unavailable("PostgreSQL")
-        raise
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-    migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO organisations (org_id, name, kind) VALUES ('k1', 'Kommun', 'kommun')")
-        conn.execute("INSERT INTO organisations (org_id, name, kind) VALUES ('r1', 'Region', 'region')")
-        conn.execute("INSERT INTO homes (home_id, kommun_org_id, region_org_id) VALUES ('h-1', 'k1', 'r1')")
-        conn.execute(
-            "INSERT INTO residents (resident_id, home_id, kommun_org_id, region_org_id)"
-            " VALUES ('r-1', 'h-1', 'k1', 'r1')"
-        )
-    yield url
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with private_database(settings, "cc_streams") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO organisations (org_id, name, kind) VALUES ('k1', 'Kommun', 'kommun')")
+            conn.execute("INSERT INTO organisations (org_id, name, kind) VALUES ('r1', 'Region', 'region')")
+            conn.execute("INSERT INTO homes (home_id, kommun_org_id, region_org_id) VALUES ('h-1', 'k1', 'r1')")
+            conn.execute(
+                "INSERT INTO residents (resident_id, home_id, kommun_org_id, region_org_id)"
+                " VALUES ('r-1', 'h-1', 'k1', 'r1')"
+            )
+        yield url
 
 
 def test_care_plans_and_global_pauses_come_from_the_database(dsn: str) -> None:
