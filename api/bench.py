@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing as mp
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the API")
     parser.add_argument(
         "--warmup", type=float, default=6.0, help="seconds of unmeasured load first (pool, backends, caches)"
+    )
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=1,
+        help="load generator processes (the clients split among them, results merged)",
     )
     parser.add_argument("--keep-db", action="store_true")
 
@@ -134,6 +142,11 @@ def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
                         value = 1.0 if kind == "motion" else 60.0 + k
                         cp.write_row((f"{r}-{h}-{k}", r, f"h-{r}", "d", "hall", kind, value, ts, ts, h * 100 + k))
         conn.execute("ANALYZE")
+        # The seed's writes (COPY's ring buffer hands its dirty pages to the kernel, which writes them back ~30 s
+        # later) must not fall into the measured phases, where every request waits for a WAL flush: write and
+        # sync them now.
+        progress("checkpoint after seeding")
+        conn.execute("CHECKPOINT")
     return {"residents": residents, "timeline": timeline}
 
 
@@ -289,9 +302,11 @@ class CpuMeter:
     def start(self) -> None:
         self._t0 = self._now()
 
-    def stop(self, requests: int) -> dict[str, Any]:
-        """CPU per request (ms) and share of one core, per component."""
+    def stop(self, requests: int, client_extra_s: float = 0.0) -> dict[str, Any]:
+        """CPU per request (ms) and share of one core, per component (``client_extra_s``: CPU seconds the load
+        generator used in processes of its own)."""
         t1 = self._now()
+        t1["client"] += client_extra_s
         wall = max(t1["wall"] - self._t0["wall"], 1e-9)
         out: dict[str, Any] = {}
         for k in ("client", "api", "postgres"):
@@ -301,19 +316,33 @@ class CpuMeter:
         return out
 
 
-async def _load(
-    base: str, tokens: list[str], paths: list[str], duration: float, think_s: float, meter: CpuMeter | None = None
-) -> dict[str, Any]:
+#: The loop-lag probe's period: a sleep this long that wakes later than this is the client's own delay.
+LAG_PROBE_S = 0.01
+
+
+async def _clients(
+    base: str,
+    tokens: list[str],
+    paths: list[str],
+    indices: list[int],
+    start_at: float,
+    duration: float,
+    think_s: float,
+) -> tuple[list[float], int, list[float]]:
+    """Clients ``indices`` (of ``len(tokens)``) from ``start_at`` (``time.monotonic()``, one clock for every process
+    on Linux) for ``duration`` s; returns their latencies (ms), errors, and this event loop's lag (ms: how late each
+    of the probe's sleeps woke up — a client whose loop is late adds that to every latency it measures)."""
     samples: list[float] = []
+    lags: list[float] = []
     errors = 0
-    stop = time.monotonic() + duration
+    stop = start_at + duration
     host, _, port = base.removeprefix("http://").partition(":")
 
     async def client(i: int) -> None:
         nonlocal errors
         conn = _HttpConnection(host, int(port))
         headers = f"Authorization: Bearer {tokens[i]}\r\n\r\n".encode()
-        await asyncio.sleep(think_s * i / len(tokens))  # spread the first requests
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()) + think_s * i / len(tokens))  # spread the first
         path = paths[i % len(paths)]
         try:
             while time.monotonic() < stop:
@@ -330,13 +359,79 @@ async def _load(
         finally:
             await conn.close()
 
+    async def lag_probe() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            await asyncio.sleep(LAG_PROBE_S)
+            lags.append((time.perf_counter() - t0 - LAG_PROBE_S) * 1000)
+
+    await asyncio.gather(lag_probe(), *(client(i) for i in indices))
+    return samples, errors, lags
+
+
+def _clients_process(
+    base: str,
+    tokens: list[str],
+    paths: list[str],
+    indices: list[int],
+    start_at: float,
+    duration: float,
+    think_s: float,
+) -> tuple[list[float], int, list[float], float]:
+    """:func:`_clients` in a load generator process of its own; also returns the CPU seconds it used."""
+    cpu0 = time.process_time()
+    samples, errors, lags = asyncio.run(_clients(base, tokens, paths, indices, start_at, duration, think_s))
+    return samples, errors, lags, time.process_time() - cpu0
+
+
+def _load(
+    base: str,
+    tokens: list[str],
+    paths: list[str],
+    duration: float,
+    think_s: float,
+    meter: CpuMeter | None = None,
+    procs: ProcessPoolExecutor | None = None,
+    n_procs: int = 1,
+) -> dict[str, Any]:
+    """One load phase: ``len(tokens)`` clients, in this process or split among ``n_procs`` processes of ``procs``
+    (client i in process i mod n), results merged."""
     if meter is not None:
         meter.start()
     started = time.monotonic()
-    await asyncio.gather(*(client(i) for i in range(len(tokens))))
-    elapsed = time.monotonic() - started
-    cpu = meter.stop(len(samples)) if meter is not None else {}
-    return {**percentiles(samples), "requests_per_s": round(len(samples) / elapsed, 1), "errors": errors, **cpu}
+    start_at = started + (0.5 if procs is not None else 0.0)  # every process starts its clients at the same time
+    if procs is None or n_procs <= 1:
+        samples, errors, lags = asyncio.run(
+            _clients(base, tokens, paths, list(range(len(tokens))), start_at, duration, think_s)
+        )
+        lag_by_proc = [lags]
+        extra_cpu = 0.0
+    else:
+        futures = [
+            procs.submit(
+                _clients_process, base, tokens, paths, list(range(k, len(tokens), n_procs)), start_at, duration, think_s
+            )
+            for k in range(n_procs)
+        ]
+        samples, errors, lag_by_proc, extra_cpu = [], 0, [], 0.0
+        for f in futures:
+            s_, e_, l_, c_ = f.result()
+            samples += s_
+            errors += e_
+            lag_by_proc.append(l_)
+            extra_cpu += c_
+    elapsed = time.monotonic() - start_at
+    cpu = meter.stop(len(samples), client_extra_s=extra_cpu) if meter is not None else {}
+    lag = percentiles([x for lags in lag_by_proc for x in lags])
+    return {
+        **percentiles(samples),
+        "requests_per_s": round(len(samples) / elapsed, 1),
+        "errors": errors,
+        **cpu,
+        "client_processes": max(1, n_procs if procs is not None else 1),
+        "client_loop_lag_ms": {**lag, "max_ms": round(max((x for ls in lag_by_proc for x in ls), default=0.0), 3)},
+    }
 
 
 async def _fanout(
@@ -434,7 +529,10 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         timeline_paths = [
             f"/v1/residents/{r}/timeline?interval=1h&since={since.replace('+', '%2B')}" for r in world["timeline"]
         ]
-        with _server(url, state_dir, args.workers) as (base, api_pid):
+        load_at_start = round(os.getloadavg()[0], 2)
+        n_procs = max(1, args.client_procs)
+        procs = ProcessPoolExecutor(n_procs, mp_context=mp.get_context("fork")) if n_procs > 1 else None
+        with _server(url, state_dir, args.workers) as (base, api_pid), procs or contextlib.nullcontext():
             meter = CpuMeter(api_pid, name)
             # Every client also cares for one of the residents with 30 days of readings.
             with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
@@ -451,15 +549,18 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 progress(f"warm-up: {args.warmup:.0f} s, not measured")
                 for half in (0, 1):  # every client asks for both: half of them the list first, half the timeline
                     mixed = [["/v1/alerts?limit=50", per_client[n]][(n + half) % 2] for n in range(args.clients)]
-                    asyncio.run(_load(base, tokens, mixed, args.warmup / 2, think))
-            progress(f"alert list: {args.clients} clients for {args.duration:.0f} s (think {args.think_ms:.0f} ms)")
-            alert_list = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think, meter))
+                    _load(base, tokens, mixed, args.warmup / 2, think, None, procs, n_procs)
+            progress(
+                f"alert list: {args.clients} clients for {args.duration:.0f} s (think {args.think_ms:.0f} ms),"
+                f" {n_procs} client process(es)"
+            )
+            alert_list = _load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think, meter, procs, n_procs)
             progress(f"  {alert_list}")
             progress(f"timeline 30 days hourly: {args.clients} clients for {args.duration:.0f} s")
-            timeline = asyncio.run(_load(base, tokens, per_client, args.duration, think, meter))
+            timeline = _load(base, tokens, per_client, args.duration, think, meter, procs, n_procs)
             progress(f"  {timeline}")
             progress(f"saturation (no think time): alert list, {args.clients} clients for 5 s")
-            saturated = asyncio.run(_load(base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0, meter))
+            saturated = _load(base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0, meter, procs, n_procs)
             progress(f"  {saturated}")
             fanout: dict[str, Any] = {"skipped": True}
             if args.subscribers > 0:
@@ -470,10 +571,12 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         return {
             "schema": schema,
             "load_average_1m": round(os.getloadavg()[0], 2),
+            "load_average_1m_start": load_at_start,
             "cpus": os.cpu_count(),
             "clients": args.clients,
             "think_ms": args.think_ms,
             "api_workers": args.workers,
+            "client_processes": n_procs,
             "warmup_s": args.warmup,
             "alert_list": alert_list,
             "timeline_30d_hourly": timeline,
