@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="load generator processes (the clients split among them, results merged)",
     )
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--samples-out", help="write every measured request as CSV (phase, send time from the phase start s, ms)"
+    )
 
 
 # --- set-up ---------------------------------------------------------------------------------------
@@ -141,11 +144,13 @@ def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
                         kind = "motion" if k % 3 else "heart_rate"
                         value = 1.0 if kind == "motion" else 60.0 + k
                         cp.write_row((f"{r}-{h}-{k}", r, f"h-{r}", "d", "hall", kind, value, ts, ts, h * 100 + k))
-        conn.execute("ANALYZE")
-        # The seed's writes (COPY's ring buffer hands its dirty pages to the kernel, which writes them back ~30 s
-        # later) must not fall into the measured phases, where every request waits for a WAL flush: write and
-        # sync them now.
-        progress("checkpoint after seeding")
+        # The seed's maintenance must not fall into the measured phases, where every request waits for a WAL
+        # flush: autovacuum visits a new database within a minute and vacuums every freshly filled table (setting
+        # hint bits and the visibility map: ~60 MB of full-page images in a second), and COPY's ring buffer hands
+        # its dirty pages to the kernel, which writes them back ~30 s later. So vacuum, analyze, and write and sync
+        # everything now.
+        progress("vacuum, analyze and checkpoint after seeding")
+        conn.execute("VACUUM (ANALYZE)")
         conn.execute("CHECKPOINT")
     return {"residents": residents, "timeline": timeline}
 
@@ -328,11 +333,13 @@ async def _clients(
     start_at: float,
     duration: float,
     think_s: float,
-) -> tuple[list[float], int, list[float]]:
+) -> tuple[list[float], int, list[float], list[float]]:
     """Clients ``indices`` (of ``len(tokens)``) from ``start_at`` (``time.monotonic()``, one clock for every process
     on Linux) for ``duration`` s; returns their latencies (ms), errors, and this event loop's lag (ms: how late each
-    of the probe's sleeps woke up — a client whose loop is late adds that to every latency it measures)."""
+    of the probe's sleeps woke up — a client whose loop is late adds that to every latency it measures), and when
+    each request was sent (s from ``start_at``)."""
     samples: list[float] = []
+    sent: list[float] = []
     lags: list[float] = []
     errors = 0
     stop = start_at + duration
@@ -347,6 +354,7 @@ async def _clients(
         try:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
+                sent.append(time.monotonic() - start_at)
                 try:
                     status, _ = await asyncio.wait_for(conn.get(path, headers), 30)
                     ok = status == 200
@@ -367,7 +375,7 @@ async def _clients(
             lags.append((time.perf_counter() - t0 - LAG_PROBE_S) * 1000)
 
     await asyncio.gather(lag_probe(), *(client(i) for i in indices))
-    return samples, errors, lags
+    return samples, errors, lags, sent
 
 
 def _clients_process(
@@ -378,11 +386,11 @@ def _clients_process(
     start_at: float,
     duration: float,
     think_s: float,
-) -> tuple[list[float], int, list[float], float]:
+) -> tuple[list[float], int, list[float], list[float], float]:
     """:func:`_clients` in a load generator process of its own; also returns the CPU seconds it used."""
     cpu0 = time.process_time()
-    samples, errors, lags = asyncio.run(_clients(base, tokens, paths, indices, start_at, duration, think_s))
-    return samples, errors, lags, time.process_time() - cpu0
+    samples, errors, lags, sent = asyncio.run(_clients(base, tokens, paths, indices, start_at, duration, think_s))
+    return samples, errors, lags, sent, time.process_time() - cpu0
 
 
 def _load(
@@ -394,6 +402,7 @@ def _load(
     meter: CpuMeter | None = None,
     procs: ProcessPoolExecutor | None = None,
     n_procs: int = 1,
+    trace: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """One load phase: ``len(tokens)`` clients, in this process or split among ``n_procs`` processes of ``procs``
     (client i in process i mod n), results merged."""
@@ -402,7 +411,7 @@ def _load(
     started = time.monotonic()
     start_at = started + (0.5 if procs is not None else 0.0)  # every process starts its clients at the same time
     if procs is None or n_procs <= 1:
-        samples, errors, lags = asyncio.run(
+        samples, errors, lags, sent = asyncio.run(
             _clients(base, tokens, paths, list(range(len(tokens))), start_at, duration, think_s)
         )
         lag_by_proc = [lags]
@@ -414,14 +423,17 @@ def _load(
             )
             for k in range(n_procs)
         ]
-        samples, errors, lag_by_proc, extra_cpu = [], 0, [], 0.0
+        samples, errors, lag_by_proc, sent, extra_cpu = [], 0, [], [], 0.0
         for f in futures:
-            s_, e_, l_, c_ = f.result()
+            s_, e_, l_, t_, c_ = f.result()
             samples += s_
+            sent += t_
             errors += e_
             lag_by_proc.append(l_)
             extra_cpu += c_
     elapsed = time.monotonic() - start_at
+    if trace is not None:
+        trace += zip(sent, samples, strict=True)
     cpu = meter.stop(len(samples), client_extra_s=extra_cpu) if meter is not None else {}
     lag = percentiles([x for lags in lag_by_proc for x in lags])
     return {
@@ -554,13 +566,18 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 f"alert list: {args.clients} clients for {args.duration:.0f} s (think {args.think_ms:.0f} ms),"
                 f" {n_procs} client process(es)"
             )
-            alert_list = _load(base, tokens, ["/v1/alerts?limit=50"], args.duration, think, meter, procs, n_procs)
+            traces: dict[str, list[tuple[float, float]]] = {"list": [], "timeline": [], "saturated": []}
+            alert_list = _load(
+                base, tokens, ["/v1/alerts?limit=50"], args.duration, think, meter, procs, n_procs, traces["list"]
+            )
             progress(f"  {alert_list}")
             progress(f"timeline 30 days hourly: {args.clients} clients for {args.duration:.0f} s")
-            timeline = _load(base, tokens, per_client, args.duration, think, meter, procs, n_procs)
+            timeline = _load(base, tokens, per_client, args.duration, think, meter, procs, n_procs, traces["timeline"])
             progress(f"  {timeline}")
             progress(f"saturation (no think time): alert list, {args.clients} clients for 5 s")
-            saturated = _load(base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0, meter, procs, n_procs)
+            saturated = _load(
+                base, tokens, ["/v1/alerts?limit=50"], 5.0, 0.0, meter, procs, n_procs, traces["saturated"]
+            )
             progress(f"  {saturated}")
             fanout: dict[str, Any] = {"skipped": True}
             if args.subscribers > 0:
@@ -568,6 +585,11 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 fanout = asyncio.run(
                     _fanout(base, url, sse_tokens, args.subscribers, args.sse_alerts, world["residents"][0])
                 )
+        if args.samples_out:
+            with open(args.samples_out, "w") as out:
+                out.write("phase,sent_s,ms\n")
+                for phase, rows in traces.items():
+                    out.writelines(f"{phase},{t:.4f},{ms:.3f}\n" for t, ms in sorted(rows))
         return {
             "schema": schema,
             "load_average_1m": round(os.getloadavg()[0], 2),
