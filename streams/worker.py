@@ -65,6 +65,8 @@ CODEC = "carechain-monitor"
 CHEAP_KINDS = frozenset({Kind.MOTION.value, Kind.GATEWAY_HEARTBEAT.value})
 #: A partition this many events behind its end is "lagging": deadlines use its own clock.
 LAG_EVENTS = 500
+#: Longest a fetch of stream records waits for a rebalance to end before they are read again instead.
+REBALANCE_WAIT_S = 5.0
 #: Largest record batch the worker produces (the broker's default limit is 1 MB a batch).
 CHANGELOG_BATCH_BYTES = 512 * 1024
 
@@ -136,16 +138,23 @@ class BulkLaneConsumer(AIOKafkaConsumer):
     producer first) and a rebalance waits for a batch in progress (``wait_empty``).
 
     A fetch whose flow was stopped (a rebalance) or whose generation is stale is
-    dropped without an ack; Faust seeks back to the committed offsets. Written
-    against faust-streaming 0.15.3 (pinned): ``_drain_messages`` is its fetch loop.
+    dropped without an ack; Faust seeks back to the committed offsets. While a
+    rebalance is under way (until Faust's ``on_rebalance_end``) only changelog records
+    are handed on; a stream record fetched meanwhile is read again afterwards (the
+    partition is sought back to it): Faust clears the agents' queues at the very end
+    of a rebalance, after its own seek, and a record in a queue then was lost (a race
+    in faust-streaming 0.15.3 itself; docs/detection.md). Written against
+    faust-streaming 0.15.3 (pinned): ``_drain_messages`` is its fetch loop.
     """
+
+    #: Fetches of stream records that came while a rebalance was under way: waited for its end / read again.
+    rebalance_waits: int = 0
+    rebalance_holds: int = 0
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs under a real Kafka
         lane: tuple[str, BulkHandler] | None = getattr(self.app, "bulk_lane", None)
-        if lane is None:
-            await super()._drain_messages(fetcher)
-            return
-        bulk_topic, handle_bulk = lane
+        # Without a bulk lane every record goes the ordinary way (still with the rebalance guard).
+        bulk_topic, handle_bulk = lane if lane is not None else (None, None)
         callback = self.callback
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
@@ -172,6 +181,9 @@ class BulkLaneConsumer(AIOKafkaConsumer):
                         log.warning("seek after a stopped flow failed: %s", exc)
                     continue
                 bulk: list[Message] = []
+                # Stream records fetched while a rebalance is still under way: not handed on, read again.
+                held_back: dict[TP, int] = {}
+                changelogs = await self._rebalance_guard(records, generation) if self.app.rebalancing else None
                 # Other topics first (the urgent lane before any bulk record of this fetch).
                 for tp in sorted(records, key=lambda tp: tp.topic == bulk_topic):
                     if not self.flow_active or self.app.consumer_generation_id != generation:
@@ -180,10 +192,17 @@ class BulkLaneConsumer(AIOKafkaConsumer):
                         tp not in self._buffered_partitions
                     ):
                         continue
+                    r_offset = get_read_offset(tp)
+                    if changelogs is not None and tp.topic not in changelogs:
+                        # Still rebalancing (see _rebalance_guard): only the changelogs go on; this partition
+                        # is read again from its first record not handed on.
+                        unread = [r.offset for r in records[tp] if r_offset is None or r.offset >= r_offset]
+                        if unread:
+                            held_back[tp] = unread[0]
+                        continue
                     track_end_offset(tp, highwater(tp))
                     is_bulk = tp.topic == bulk_topic
                     gaps = acks_enabled_for(tp.topic)
-                    r_offset = get_read_offset(tp)
                     for record in records[tp]:
                         offset = record.offset
                         if r_offset is not None and offset < r_offset:
@@ -203,7 +222,9 @@ class BulkLaneConsumer(AIOKafkaConsumer):
                         # As Faust does once a record is handed on: the next record's gap check starts here.
                         r_offset = offset
                         set_read_offset(tp, offset)
-                if not bulk:
+                if held_back:
+                    await self._read_again(held_back)
+                if not bulk or handle_bulk is None:
                     continue
                 if not self.flow_active or self.app.consumer_generation_id != generation:
                     continue  # a rebalance began: not acked, fetched again from the committed offsets
@@ -222,6 +243,51 @@ class BulkLaneConsumer(AIOKafkaConsumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _rebalance_guard(self, records: Any, generation: int) -> set[str] | None:  # pragma: no cover
+        """A fetch while Faust is rebalancing: the changelog topics if its stream records must wait.
+
+        The recovery resumes the flow to read the changelogs; then Faust resumes the stream
+        partitions and seeks them to their committed offsets, and at the very end its flow
+        control clears every agent's queue. A stream record handed on in between could be
+        cleared from the urgent agent's queue unseen while the read offset moved past it,
+        and the fetch after the seek would skip it as "fetched twice": a fall lost (issue
+        #4's kill -9 test). Stream records are fetched in that window only (they are paused
+        while the changelogs are read), so a fetch of stream records alone waits here for
+        the rebalance to end (a few ms) and is then handed on as usual: None. A fetch that
+        also holds changelog records (the recovery needs them to finish), or a rebalance
+        that does not end within ``REBALANCE_WAIT_S``, gets the changelog topics: only
+        their records go on and the stream partitions are read again (``_read_again``).
+        """
+        changelogs = self.app.tables.changelog_topics
+        if any(tp.topic in changelogs for tp in records):
+            return changelogs
+        start = time.monotonic()
+        self.rebalance_waits += 1
+        while self.app.rebalancing and time.monotonic() - start < REBALANCE_WAIT_S:
+            if self.app.consumer_generation_id != generation or self._stopped.is_set():
+                return None  # a new rebalance: the records are dropped by the generation checks
+            await asyncio.sleep(0.005)
+        log.info(
+            "stream records fetched while rebalancing waited %.0f ms for the rebalance to end%s",
+            (time.monotonic() - start) * 1000,
+            "" if not self.app.rebalancing else " (it did not: read again)",
+        )
+        return changelogs if self.app.rebalancing else None
+
+    async def _read_again(self, first_unread: dict[TP, int]) -> None:  # pragma: no cover - runs under a real Kafka
+        """Seek partitions back to records fetched but not handed on (a rebalance was under way)."""
+        self.rebalance_holds += 1
+        log.info(
+            "a rebalance is under way: %d stream partition(s) read again from the first record not handed on",
+            len(first_unread),
+        )
+        try:
+            # In the consumer's thread, as Faust's own seeks; sets the read offsets to these offsets.
+            await self.seek_wait(first_unread)
+        except Exception as exc:  # revoked meanwhile: the new owner reads from the committed offset
+            log.warning("seek back after a rebalance failed (%s): %s", type(exc).__name__, exc)
+        await asyncio.sleep(0.05)  # the rebalance's last steps, not a tight fetch loop
 
     async def _commit(self, offsets: Any) -> bool:  # pragma: no cover - runs under a real Kafka
         """Faust's commit (after its producer flush), unless a state write failed and is not yet rewritten."""
