@@ -77,12 +77,13 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "carechain.cli", "worker", "--no-store", "--no-plans", "--lateness-s", "5"],
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "carechain.cli", "worker", "--no-store", "--no-plans", "--lateness-s", "5"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -232,3 +233,93 @@ def test_kill_9_mid_stream_restores_state_without_duplicates_or_misses(
     assert duplicates == [], f"duplicated incident states: {duplicates}"
     hr_firings = [k for k in seen if k.startswith("r-1:vitals_bounds:heart_rate:") and k.endswith("#firing")]
     assert hr_firings == [f"{episode}#firing"], "the heart-rate episode was forgotten across the kill"
+
+
+def test_rebalance_to_a_second_worker_and_back_loses_and_duplicates_nothing(
+    settings: Settings, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """A second worker joins and leaves while falls and telemetry stream in: two rebalances, each with
+    its recovery; every fall is proposed exactly once, by whichever worker owned it then.
+
+    Stream records fetched in a rebalance's last steps are the case of the missed fall (issue #4):
+    Faust clears the agents' queues at the very end of a rebalance (streams/worker.py
+    ``_rebalance_guard``).
+    """
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    homes = {f"r-{i}": Home(resident_id=f"r-{i}", home_id=f"h-{i}", gateway_id=f"gw-{i}") for i in range(6)}
+    sent: list[Any] = []
+
+    def send(ev: Event) -> None:
+        topic = topics["urgent"] if ev.lane.value == "urgent" else topics["events"]
+        sent.append(producer.send(topic, key=ev.resident_id.encode(), value=ev.to_json()))
+
+    expected: set[str] = set()
+    lock = threading.Lock()
+    n = 0
+
+    def fall() -> None:
+        nonlocal n
+        rid = f"r-{n % len(homes)}"
+        # another sensor each time: every fall is its own incident (one sensor's reports within a minute are one)
+        ev = homes[rid].event(Kind.FALL, True, datetime.now(UTC), room=f"room-{n}")
+        n += 1
+        send(ev)
+        with lock:
+            expected.add(f"{rid}:fall:{int(ev.ts.timestamp())}#firing")
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Worker(settings, topics, tmp_path / "a" / "worker.log")
+    second = Worker(settings, topics, tmp_path / "b" / "worker.log")
+    alerts = Alerts(settings, topics["alerts"])
+    stop = threading.Event()
+
+    def stream() -> None:
+        tick = 0
+        while not stop.is_set():
+            for h in homes.values():
+                send(h.heartbeat(datetime.now(UTC)))
+                send(h.motion(datetime.now(UTC), room="kitchen"))
+            if tick % 3 == 0:
+                fall()  # about 1.7 falls a second, through both rebalances
+            tick += 1
+            time.sleep(0.2)
+
+    feeder = threading.Thread(target=stream, daemon=True)
+    try:
+        first.start()
+        fall()
+        producer.flush()
+        assert alerts.wait_for(set(expected), 60), "the first worker never proposed the probe fall"
+        feeder.start()
+        time.sleep(2.0)
+        second.start()  # rebalance 1: half the partitions move to the second worker
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "Worker ready" not in second.log.read_text():
+            time.sleep(0.5)
+        assert "Worker ready" in second.log.read_text(), "the second worker never became ready"
+        time.sleep(4.0)
+        second.stop()  # rebalance 2: its partitions come back to the first worker
+        time.sleep(6.0)
+        stop.set()
+        feeder.join(5)
+        producer.flush()
+        assert all(f.is_done and f.succeeded() for f in sent), "a test event was not delivered to Kafka"
+        ok = alerts.wait_for(expected, 60)
+        time.sleep(2.0)  # let any duplicate show itself
+    finally:
+        stop.set()
+        first.stop()
+        second.stop()
+        alerts.close()
+        producer.close()
+
+    seen = [f"{a['incident_key']}#{a['state']}" for a in alerts.items]
+    logs = "\n".join(w.log.read_text()[-2000:] for w in (first, second))
+    assert ok, f"missing {len(expected - set(seen))} of {len(expected)}: {sorted(expected - set(seen))}\n{logs}"
+    falls = [k for k in seen if ":fall:" in k]
+    duplicates = sorted({k for k in falls if falls.count(k) > 1})
+    assert duplicates == [], f"duplicated falls: {duplicates}"
+    assert len(expected) >= 15, "too few falls sent to cover both rebalances"
