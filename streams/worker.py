@@ -831,7 +831,8 @@ class StreamWorker:
             s = self.stats
             log.info(
                 "worker: %d residents held, %d owned partitions; events %d (urgent %d, late %d, replayed %d, bad %d);"
-                " candidates %d; checkpoints %d; tick %.0f ms; gc passes %s",
+                " candidates %d; checkpoints %d; tick %.0f ms; gc passes %s;"
+                " fetches during rebalances %d (read again %d)",
                 len(items),
                 len(assigned),
                 s.events,
@@ -843,6 +844,8 @@ class StreamWorker:
                 s.checkpoints,
                 s.last_tick_s * 1000,
                 "/".join(str(g["collections"]) for g in gc.get_stats()),
+                getattr(self.app.consumer, "rebalance_waits", 0),
+                getattr(self.app.consumer, "rebalance_holds", 0),
             )
 
     def partition(self, resident_id: str) -> int:
