@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument(
-        "--samples-out", help="write every measured request as CSV (phase, send time from the phase start s, ms)"
+        "--samples-out",
+        help="write every measured request as CSV (phase, s from the phase's first request, ms, Unix time)",
     )
 
 
@@ -265,10 +266,19 @@ class CpuMeter:
     """CPU seconds used by the load generator (this process), the API (its process tree) and PostgreSQL
     (the backends of the bench database), between :meth:`start` and :meth:`stop`."""
 
-    def __init__(self, api_pid: int | None, db_name: str | None) -> None:
+    def __init__(self, api_pid: int | None, db_name: str | None, database_url: str | None = None) -> None:
         self.api_pid = api_pid
         self.db_name = db_name
+        self.database_url = database_url
         self._t0: dict[str, float] = {}
+
+    def _wal(self) -> float:
+        """The server's WAL insert position in bytes (the whole cluster's: other databases' writes count too)."""
+        if self.database_url is None:
+            return 0.0
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+        return float(row[0]) if row else 0.0
 
     def _api(self) -> float:
         import psutil
@@ -302,7 +312,13 @@ class CpuMeter:
         return total
 
     def _now(self) -> dict[str, float]:
-        return {"client": time.process_time(), "api": self._api(), "postgres": self._pg(), "wall": time.monotonic()}
+        return {
+            "client": time.process_time(),
+            "api": self._api(),
+            "postgres": self._pg(),
+            "wal": self._wal(),
+            "wall": time.monotonic(),
+        }
 
     def start(self) -> None:
         self._t0 = self._now()
@@ -318,6 +334,10 @@ class CpuMeter:
             used = t1[k] - self._t0[k]
             out[f"{k}_cpu_ms_per_request"] = round(used * 1000 / max(requests, 1), 2)
             out[f"{k}_cores"] = round(used / wall, 2)
+        if self.database_url is not None:
+            # WAL written per request: every request waits for its audit rows' WAL flush, and the flush's time
+            # grows with the bytes to write (full-page images of index pages first touched since a checkpoint).
+            out["wal_kb_per_request"] = round((t1["wal"] - self._t0["wal"]) / 1024 / max(requests, 1), 2)
         return out
 
 
@@ -337,7 +357,7 @@ async def _clients(
     """Clients ``indices`` (of ``len(tokens)``) from ``start_at`` (``time.monotonic()``, one clock for every process
     on Linux) for ``duration`` s; returns their latencies (ms), errors, and this event loop's lag (ms: how late each
     of the probe's sleeps woke up — a client whose loop is late adds that to every latency it measures), and when
-    each request was sent (s from ``start_at``)."""
+    each request was sent (Unix time)."""
     samples: list[float] = []
     sent: list[float] = []
     lags: list[float] = []
@@ -354,7 +374,7 @@ async def _clients(
         try:
             while time.monotonic() < stop:
                 t0 = time.perf_counter()
-                sent.append(time.monotonic() - start_at)
+                sent.append(time.time())
                 try:
                     status, _ = await asyncio.wait_for(conn.get(path, headers), 30)
                     ok = status == 200
@@ -545,7 +565,7 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         n_procs = max(1, args.client_procs)
         procs = ProcessPoolExecutor(n_procs, mp_context=mp.get_context("fork")) if n_procs > 1 else None
         with _server(url, state_dir, args.workers) as (base, api_pid), procs or contextlib.nullcontext():
-            meter = CpuMeter(api_pid, name)
+            meter = CpuMeter(api_pid, name, url)
             # Every client also cares for one of the residents with 30 days of readings.
             with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
                 cur.executemany(
@@ -587,9 +607,10 @@ def run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                 )
         if args.samples_out:
             with open(args.samples_out, "w") as out:
-                out.write("phase,sent_s,ms\n")
+                out.write("phase,sent_s,ms,sent_unix\n")
                 for phase, rows in traces.items():
-                    out.writelines(f"{phase},{t:.4f},{ms:.3f}\n" for t, ms in sorted(rows))
+                    t0 = min((t for t, _ in rows), default=0.0)
+                    out.writelines(f"{phase},{t - t0:.4f},{ms:.3f},{t:.4f}\n" for t, ms in sorted(rows))
         return {
             "schema": schema,
             "load_average_1m": round(os.getloadavg()[0], 2),
