@@ -147,7 +147,8 @@ class BulkLaneConsumer(AIOKafkaConsumer):
     faust-streaming 0.15.3 (pinned): ``_drain_messages`` is its fetch loop.
     """
 
-    #: Fetches of stream records that came while a rebalance was under way: waited for its end / read again.
+    #: Fetches of stream records at a rebalance's end that waited for it / fetches whose stream records were
+    #: read again (they came while the changelogs were read, or the end did not come in time).
     rebalance_waits: int = 0
     rebalance_holds: int = 0
 
@@ -223,7 +224,7 @@ class BulkLaneConsumer(AIOKafkaConsumer):
                         r_offset = offset
                         set_read_offset(tp, offset)
                 if held_back:
-                    await self._read_again(held_back)
+                    await self._read_again(held_back, pause=len(held_back) == len(records))
                 if not bulk or handle_bulk is None:
                     continue
                 if not self.flow_active or self.app.consumer_generation_id != generation:
@@ -247,47 +248,51 @@ class BulkLaneConsumer(AIOKafkaConsumer):
     async def _rebalance_guard(self, records: Any, generation: int) -> set[str] | None:  # pragma: no cover
         """A fetch while Faust is rebalancing: the changelog topics if its stream records must wait.
 
-        The recovery resumes the flow to read the changelogs; then Faust resumes the stream
-        partitions and seeks them to their committed offsets, and at the very end its flow
-        control clears every agent's queue. A stream record handed on in between could be
-        cleared from the urgent agent's queue unseen while the read offset moved past it,
-        and the fetch after the seek would skip it as "fetched twice": a fall lost (issue
-        #4's kill -9 test). Stream records are fetched in that window only (they are paused
-        while the changelogs are read), so a fetch of stream records alone waits here for
-        the rebalance to end (a few ms) and is then handed on as usual: None. A fetch that
-        also holds changelog records (the recovery needs them to finish), or a rebalance
-        that does not end within ``REBALANCE_WAIT_S``, gets the changelog topics: only
-        their records go on and the stream partitions are read again (``_read_again``).
+        Two hazards. (1) While the changelogs are being read (``app.in_recovery``) the
+        monitors are not restored yet: a stream record handed on then would be judged
+        against a missing or partial state (Faust pauses the stream partitions then, but a
+        drained stream buffer can resume one, and a fetch can carry them). (2) After the
+        changelogs, Faust resumes the stream partitions and seeks them to their committed
+        offsets, and at the very end its flow control clears every agent's queue. A record
+        handed on in between could be cleared from the urgent agent's queue unseen while the
+        read offset moved past it, and the fetch after the seek would skip it as "fetched
+        twice": a fall lost (issue #4's kill -9 test).
+
+        So: during (1), or when the fetch also holds changelog records, only those go on and
+        the stream partitions are read again (:meth:`_read_again`); during (2), which takes
+        milliseconds, the fetch waits for the rebalance to end and is then handed on as usual
+        (None); it is read again instead if the end does not come within ``REBALANCE_WAIT_S``
+        or a recovery starts meanwhile.
         """
-        changelogs = self.app.tables.changelog_topics
-        if any(tp.topic in changelogs for tp in records):
+        app = self.app
+        changelogs = app.tables.changelog_topics
+        if app.in_recovery or any(tp.topic in changelogs for tp in records):
             return changelogs
         start = time.monotonic()
         self.rebalance_waits += 1
-        while self.app.rebalancing and time.monotonic() - start < REBALANCE_WAIT_S:
-            if self.app.consumer_generation_id != generation or self._stopped.is_set():
+        while app.rebalancing and not app.in_recovery and time.monotonic() - start < REBALANCE_WAIT_S:
+            if app.consumer_generation_id != generation or self._stopped.is_set():
                 return None  # a new rebalance: the records are dropped by the generation checks
             await asyncio.sleep(0.005)
-        log.info(
-            "stream records fetched while rebalancing waited %.0f ms for the rebalance to end%s",
-            (time.monotonic() - start) * 1000,
-            "" if not self.app.rebalancing else " (it did not: read again)",
-        )
-        return changelogs if self.app.rebalancing else None
+        if app.rebalancing:
+            log.info(
+                "a rebalance did not end within %.0f ms: its stream records are read again afterwards",
+                (time.monotonic() - start) * 1000,
+            )
+            return changelogs
+        log.debug("stream records fetched at a rebalance's end waited %.0f ms", (time.monotonic() - start) * 1000)
+        return None
 
-    async def _read_again(self, first_unread: dict[TP, int]) -> None:  # pragma: no cover - runs under a real Kafka
+    async def _read_again(self, first_unread: dict[TP, int], pause: bool) -> None:  # pragma: no cover
         """Seek partitions back to records fetched but not handed on (a rebalance was under way)."""
         self.rebalance_holds += 1
-        log.info(
-            "a rebalance is under way: %d stream partition(s) read again from the first record not handed on",
-            len(first_unread),
-        )
         try:
             # In the consumer's thread, as Faust's own seeks; sets the read offsets to these offsets.
             await self.seek_wait(first_unread)
         except Exception as exc:  # revoked meanwhile: the new owner reads from the committed offset
             log.warning("seek back after a rebalance failed (%s): %s", type(exc).__name__, exc)
-        await asyncio.sleep(0.05)  # the rebalance's last steps, not a tight fetch loop
+        if pause:
+            await asyncio.sleep(0.01)  # nothing else came: not a tight fetch loop while the rebalance goes on
 
     async def _commit(self, offsets: Any) -> bool:  # pragma: no cover - runs under a real Kafka
         """Faust's commit (after its producer flush), unless a state write failed and is not yet rewritten."""
