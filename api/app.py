@@ -31,6 +31,8 @@ from carechain.settings import Settings
 log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
+#: The API process's cyclic-GC thresholds after start-up (CPython's default is 700, 10, 10).
+GC_THRESHOLD = (50_000, 20, 10)
 DESCRIPTION = """
 The shared care-chain API of CareChain: residents, homes and devices, care plans,
 care relations and consents, observations, alerts and their live stream, response
@@ -126,6 +128,12 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
         # cyclic collector's full passes, which otherwise walk it again and again under load.
         gc.collect()
         gc.freeze()
+        # And collect the young generation every 50,000 net allocations, not 700: a request's objects die by
+        # reference counting, yet with 700 each worker ran ~15 young collections a second under the benchmark's
+        # load, each walking the objects of every request in flight and promoting them to the older generations,
+        # ~1 s of pauses per worker in 40 s, single pauses up to 82 ms; with 50,000 one collection (docs/api.md,
+        # round 4).
+        gc.set_threshold(*GC_THRESHOLD)
         try:
             yield
         finally:
