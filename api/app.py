@@ -133,6 +133,7 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
         # load, each walking the objects of every request in flight and promoting them to the older generations,
         # ~1 s of pauses per worker in 40 s, single pauses up to 82 ms; with 50,000 one collection (docs/api.md,
         # round 4).
+        gc_before = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLD)
         try:
             yield
@@ -140,6 +141,9 @@ def create_app(settings: Settings, *, pool_max_size: int | None = None, sse_hear
             await stream.stop()
             audit_writer.stop()
             pool.close()
+            # An app run inside another process (the tests) leaves its collector as it found it.
+            gc.set_threshold(*gc_before)
+            gc.unfreeze()
 
     app = FastAPI(
         title="CareChain care-chain API",
