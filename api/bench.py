@@ -147,9 +147,9 @@ def _seed(url: str, args: argparse.Namespace) -> dict[str, Any]:
                         cp.write_row((f"{r}-{h}-{k}", r, f"h-{r}", "d", "hall", kind, value, ts, ts, h * 100 + k))
         # The seed's maintenance must not fall into the measured phases, where every request waits for a WAL
         # flush: autovacuum visits a new database within a minute and vacuums every freshly filled table (setting
-        # hint bits and the visibility map: ~60 MB of full-page images in a second), and COPY's ring buffer hands
-        # its dirty pages to the kernel, which writes them back ~30 s later. So vacuum, analyze, and write and sync
-        # everything now.
+        # hint bits and the visibility map writes every page again, WAL-logged, with full-page images after a
+        # checkpoint), and COPY's ring buffer hands its dirty pages to the kernel, which writes them back ~30 s
+        # later. So vacuum, analyze, and write and sync everything now.
         progress("vacuum, analyze and checkpoint after seeding")
         conn.execute("VACUUM (ANALYZE)")
         conn.execute("CHECKPOINT")
