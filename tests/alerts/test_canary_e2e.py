@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from carechain.settings import Settings
+from ingest.mqtt import forget_session
 from tests.conftest import service_unavailable
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -92,6 +93,9 @@ def test_canary_travels_the_whole_chain(settings: Settings, alerts_dsn: str, tmp
             except subprocess.TimeoutExpired:
                 p.kill()
             log.close()
+        # The bridge's persistent session (subscribed to every gateway) would otherwise queue every
+        # message later tests and benchmarks publish on the shared broker, until it expires in 7 days.
+        forget_session(settings.mqtt_host, settings.mqtt_port, env["CARECHAIN_MQTT_CLIENT_ID"])
         conn.close()
         admin.delete_topics(list(topics.values()))
         admin.close()
