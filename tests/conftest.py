@@ -30,8 +30,9 @@ def service_unavailable(what: str) -> None:
 
 
 @contextmanager
-def private_database(settings: Settings, prefix: str) -> Iterator[str]:
-    """A fresh database ``<prefix>_<random>`` with every migration applied; dropped afterwards. Yields its DSN."""
+def private_database(settings: Settings, prefix: str, migrated: bool = True) -> Iterator[str]:
+    """A fresh database ``<prefix>_<random>``, with every migration applied unless ``migrated`` is False;
+    dropped afterwards. Yields its DSN."""
     from carechain.db.migrate import migrate
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
@@ -44,7 +45,8 @@ def private_database(settings: Settings, prefix: str) -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"'.encode())
     url = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         with psycopg.connect(settings.database_url, autocommit=True) as admin:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from api import audit
 from api.access import OrgKind, Role, UserContext
 from api.audit_cli import run as verify_cli
 from carechain.settings import Settings
+from tests.conftest import private_database
 
 CTX = UserContext("u-chains", "kommun-a", OrgKind.MUNICIPALITY, "hc", Role.NURSE)
 
@@ -60,22 +60,8 @@ def test_verify_rows_per_chain_and_heads() -> None:
 @pytest.fixture
 def chain_db(settings: Settings) -> Iterator[str]:
     """A database of its own: these tests break chains."""
-    from carechain.db.migrate import migrate
-
-    name = f"cc_api_chains_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip("PostgreSQL is not reachable")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    dsn = psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-    try:
-        migrate(dsn)
+    with private_database(settings, "cc_api_chains") as dsn:
         yield dsn
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 def _verify(dsn: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

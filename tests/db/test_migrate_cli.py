@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +13,7 @@ import pytest
 from carechain.db import cli
 from carechain.db import migrate as migrations
 from carechain.settings import Settings
-from tests.conftest import service_unavailable
+from tests.conftest import private_database
 
 pytestmark = pytest.mark.integration
 
@@ -22,17 +21,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def fresh_dsn(settings: Settings) -> Iterator[str]:
     """An empty private database (not migrated)."""
-    name = f"cc_db_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        service_unavailable("PostgreSQL")
-        raise
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield psycopg.conninfo.make_conninfo(settings.database_url, dbname=name)
-    with psycopg.connect(settings.database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with private_database(settings, "cc_db", migrated=False) as dsn:
+        yield dsn
 
 
 def test_two_migrations_at_once_apply_each_file_once(fresh_dsn: str) -> None:
